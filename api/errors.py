@@ -1,0 +1,151 @@
+"""Problem responses (RFC 9457) and the one mapping from SQLSTATE to HTTP.
+
+Rules are decided in PostgreSQL; an error crosses into HTTP here, once. Every
+custom SQLSTATE raised in db/functions/ has a row in SQLSTATES, and
+docs/ERRORS.md lists the same rows. Anything unmapped is a 500 that is logged
+with its request id and shows no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from flask import Response, current_app, g, json
+from psycopg_pool import PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("medbook.api")
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "2"
+
+# SQLSTATE -> (HTTP status, code). The registry of the booking rules.
+SQLSTATES: dict[str, tuple[int, str]] = {
+    "MB400": (400, "validation_error"),
+    "MB401": (401, "unauthorized"),
+    "MB403": (403, "forbidden"),
+    "MB404": (404, "not_found"),
+    "MBS01": (409, "slot_unavailable"),
+    "MBS02": (409, "slot_overlap"),
+    "MBS03": (409, "slot_booked"),
+    "MBS04": (422, "slot_in_past"),
+    "MBS05": (422, "invalid_time_range"),
+    "MBA01": (409, "appointment_not_active"),
+    "MBA02": (422, "cancellation_window_closed"),
+    # Built-in states a client can provoke through the functions.
+    "23P01": (409, "slot_overlap"),
+    "23505": (409, "conflict"),
+}
+
+# Built-in classes: data exceptions are bad input; connection, shutdown,
+# lock and statement timeouts mean "try again shortly".
+UNAVAILABLE_STATES = {"55P03", "57014", "57P01", "57P02", "57P03", "53300", "40001", "40P01"}
+
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+HTTP_CODES = {
+    400: "validation_error",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """A problem found while parsing a request, before any database call."""
+
+    def __init__(self, status: int, detail: str, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code or HTTP_CODES[status]
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
+    body = {
+        "type": f"urn:medbook:problem:{code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    request_id = g.get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    response = current_app.response_class(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="medbook"'
+    if status == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def from_database(exc: psycopg.Error) -> Response:
+    """Maps a database error to its problem response."""
+    state = exc.sqlstate or ""
+    diag = exc.diag
+    if state in SQLSTATES:
+        status, code = SQLSTATES[state]
+        extra = {"hint": diag.message_hint} if diag.message_hint else {}
+        return problem(status, code, diag.message_primary or code, **extra)
+    if state.startswith("22"):
+        return problem(400, "validation_error", diag.message_primary or "invalid value")
+    if state in UNAVAILABLE_STATES or state.startswith("08") or isinstance(exc, psycopg.OperationalError):
+        log.warning("database unavailable: sqlstate=%s request_id=%s", state, g.get("request_id"))
+        return problem(503, "service_unavailable", "The booking database is unavailable; try again shortly.")
+    log.error("unmapped database error: sqlstate=%s request_id=%s", state, g.get("request_id"), exc_info=exc)
+    return problem(500, "internal_error", "Something went wrong on our side.")
+
+
+def register(app) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return problem(exc.status, exc.code, exc.detail)
+
+    @app.errorhandler(psycopg.Error)
+    def _database_error(exc: psycopg.Error):
+        return from_database(exc)
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_timeout(exc: PoolTimeout):
+        log.warning("no database connection available: request_id=%s", g.get("request_id"))
+        return problem(503, "service_unavailable", "The booking database is unavailable; try again shortly.")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        code = HTTP_CODES.get(status, "error")
+        detail = {
+            404: "No such resource.",
+            405: "This method is not allowed on this resource.",
+            413: "The request body is too large.",
+        }.get(status, exc.description or "")
+        response = problem(status, code, detail)
+        if getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.error("unexpected error: request_id=%s", g.get("request_id"), exc_info=exc)
+        return problem(500, "internal_error", "Something went wrong on our side.")

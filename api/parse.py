@@ -1,0 +1,124 @@
+"""Request parsing: turns JSON bodies, path ids and query strings into typed values.
+
+Parsing only: whether a value is acceptable to the booking rules is decided by
+the database functions. Anything that cannot be parsed is a 400 (or 415 for a
+body that is not JSON) and never reaches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+
+from flask import request
+
+from .errors import ApiError
+
+BIGINT_MAX = 2**63 - 1
+ID_PATTERN = re.compile(r"[0-9]{1,19}")
+# RFC 3339 date-time: a full date, a full time and a mandatory offset.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _bad(detail: str) -> ApiError:
+    return ApiError(400, detail)
+
+
+def path_id(value: str, name: str) -> int:
+    """A positive bigint id from the path."""
+    if not ID_PATTERN.fullmatch(value) or not 1 <= int(value) <= BIGINT_MAX:
+        raise _bad(f"{name} must be a positive integer id")
+    return int(value)
+
+
+def json_body(allowed: set[str], required: frozenset[str] = frozenset(), *,
+              optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object, with only the allowed keys and all required ones.
+
+    optional=True accepts a request with no body at all, as {}.
+    """
+    if optional and not request.get_data(cache=True):
+        return {}
+    if request.mimetype != "application/json":
+        raise ApiError(415, "The request body must be JSON (Content-Type: application/json).")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise _bad("The request body must be a JSON object.")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise _bad(f"Unknown field(s): {', '.join(unknown)}.")
+    missing = sorted(required - set(body))
+    if missing:
+        raise _bad(f"Missing field(s): {', '.join(missing)}.")
+    return body
+
+
+def body_id(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if type(value) is not int or not 1 <= value <= BIGINT_MAX:
+        raise _bad(f"{name} must be a positive integer id")
+    return value
+
+
+def body_time(body: dict[str, Any], name: str) -> datetime | None:
+    """An RFC 3339 timestamp with an offset, or None when the field is absent."""
+    if name not in body:
+        return None
+    value = body[name]
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise _bad(f"{name} must be an RFC 3339 date-time with an offset, e.g. 2027-03-01T09:00:00+00:00")
+    try:
+        return datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise _bad(f"{name} is not a valid date-time") from None
+
+
+def body_text(body: dict[str, Any], name: str, max_length: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _bad(f"{name} must be a string")
+    if "\x00" in value:
+        raise _bad(f"{name} must not contain NUL characters")
+    if len(value) > max_length:
+        raise _bad(f"{name} must be at most {max_length} characters")
+    return value
+
+
+def query_args(allowed: set[str]) -> dict[str, str]:
+    unknown = sorted(set(request.args) - allowed)
+    if unknown:
+        raise _bad(f"Unknown query parameter(s): {', '.join(unknown)}.")
+    args = {}
+    for key in allowed:
+        values = request.args.getlist(key)
+        if len(values) > 1:
+            raise _bad(f"{key} may be given once")
+        if values:
+            if "\x00" in values[0]:
+                raise _bad(f"{key} must not contain NUL characters")
+            args[key] = values[0]
+    return args
+
+
+def query_date(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    if not _DATE.fullmatch(value):
+        raise _bad(f"{name} must be a date as YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _bad(f"{name} is not a valid date") from None
+
+
+def query_time_zone(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 64:
+        raise _bad(f"{name} must be an IANA time zone name such as Europe/London")
+    return value

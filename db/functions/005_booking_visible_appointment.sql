@@ -1,0 +1,33 @@
+/* Why: reading and cancelling an appointment are allowed to the same two
+   people, its patient and its practitioner; this helper is that rule. */
+CREATE OR REPLACE FUNCTION booking_visible_appointment(
+    p_actor_user_id  bigint,
+    p_appointment_id bigint
+)
+RETURNS appointments
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_appointment appointments;
+BEGIN
+    SELECT * INTO v_appointment FROM appointments WHERE id = p_appointment_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'appointment not found'
+            USING ERRCODE = 'MB404', DETAIL = format('appointment_id=%s', p_appointment_id);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM patients WHERE id = v_appointment.patient_id AND user_id = p_actor_user_id)
+       AND NOT EXISTS (SELECT 1 FROM practitioners
+                        WHERE id = v_appointment.practitioner_id AND user_id = p_actor_user_id) THEN
+        RAISE EXCEPTION 'only the appointment''s patient or practitioner may see or change it'
+            USING ERRCODE = 'MB403',
+                  DETAIL = format('appointment_id=%s user_id=%s', p_appointment_id, p_actor_user_id);
+    END IF;
+    RETURN v_appointment;
+END
+$$;
+
+COMMENT ON FUNCTION booking_visible_appointment(bigint, bigint) IS
+    'Returns the appointment if the acting user is its patient or practitioner; raises MB404 or MB403 otherwise. Internal helper.';
+REVOKE ALL ON FUNCTION booking_visible_appointment(bigint, bigint) FROM PUBLIC;

@@ -1,0 +1,71 @@
+/* Why: cancelling frees the slot in the same transaction, so it can be booked
+   again at once. The window: the patient may cancel until the practitioner's
+   cancellation_notice before the start (default 24 hours), the practitioner
+   until the start; at or after the deadline nobody can (MBA02). Lock order is
+   appointment row, then slot row; book_slot() only ever claims an 'available'
+   slot, which a slot with a booked appointment is not until this commits, so
+   the two never wait on each other in a cycle. Two concurrent cancellations
+   serialise on the appointment row; the second finds it cancelled (MBA01). */
+CREATE OR REPLACE FUNCTION cancel_appointment(
+    p_actor_user_id  bigint,
+    p_appointment_id bigint,
+    p_reason         text DEFAULT NULL
+)
+RETURNS appointments
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_now          timestamptz := booking_now();
+    v_appointment  appointments;
+    v_notice       interval;
+    v_deadline     timestamptz;
+BEGIN
+    PERFORM booking_require_user(p_actor_user_id);
+    v_appointment := booking_visible_appointment(p_actor_user_id, p_appointment_id);
+    IF char_length(p_reason) > 1000 THEN
+        RAISE EXCEPTION 'the cancellation reason is longer than 1000 characters'
+            USING ERRCODE = 'MB400', HINT = 'Shorten the reason.';
+    END IF;
+    IF v_appointment.status <> 'booked' THEN
+        RAISE EXCEPTION 'the appointment is not active'
+            USING ERRCODE = 'MBA01', DETAIL = format('appointment_id=%s status=%s', p_appointment_id, v_appointment.status);
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM patients WHERE id = v_appointment.patient_id AND user_id = p_actor_user_id) THEN
+        SELECT s.cancellation_notice INTO v_notice
+          FROM practitioner_booking_settings s WHERE s.practitioner_id = v_appointment.practitioner_id;
+        v_deadline := v_appointment.start_time - coalesce(v_notice, interval '24 hours');
+    ELSE
+        v_deadline := v_appointment.start_time;
+    END IF;
+    IF v_now >= v_deadline THEN
+        RAISE EXCEPTION 'the cancellation window has closed'
+            USING ERRCODE = 'MBA02',
+                  DETAIL = format('appointment_id=%s deadline=%s', p_appointment_id, v_deadline),
+                  HINT = 'Contact the practitioner.';
+    END IF;
+
+    UPDATE appointments
+       SET status = 'cancelled', cancelled_at = v_now, cancelled_by = p_actor_user_id,
+           cancellation_reason = nullif(btrim(p_reason), '')
+     WHERE id = p_appointment_id AND status = 'booked'
+    RETURNING * INTO v_appointment;
+    IF v_appointment.id IS NULL THEN
+        RAISE EXCEPTION 'the appointment is not active'
+            USING ERRCODE = 'MBA01', DETAIL = format('appointment_id=%s', p_appointment_id);
+    END IF;
+    UPDATE availability_slots SET status = 'available', updated_at = v_now
+     WHERE id = v_appointment.slot_id;
+    RETURN v_appointment;
+END
+$$;
+
+COMMENT ON FUNCTION cancel_appointment(bigint, bigint, text) IS
+    'Cancels a booked appointment and frees its slot. Patient: until the cancellation notice before the start; '
+    'practitioner: until the start. Errors: MB401, MB403, MB404, MB400, MBA01 appointment_not_active, '
+    'MBA02 cancellation_window_closed.';
+REVOKE ALL ON FUNCTION cancel_appointment(bigint, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cancel_appointment(bigint, bigint, text) TO medbook_api;

