@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,6 +155,14 @@ def make_slot(conn: psycopg.Connection, world: World, start: datetime,
     pid = getattr(world, practitioner)
     return conn.execute("SELECT * FROM create_slot(%s, %s, %s, %s)",
                         (user, pid, start, start + timedelta(minutes=minutes))).fetchone()
+
+
+@contextmanager
+def sqlstate(expected: str) -> Iterator[pytest.ExceptionInfo]:
+    """The block raises a database error with exactly this SQLSTATE."""
+    with pytest.raises(psycopg.Error) as info:
+        yield info
+    assert info.value.sqlstate == expected, f"{info.value.sqlstate}: {info.value}"
 
 
 def invariant_violations(conn: psycopg.Connection) -> list[dict]:
