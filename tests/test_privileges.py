@@ -1,0 +1,251 @@
+"""Least privilege, proven by logging in as each role.
+
+Other services share the database, so the database defends itself: a login
+role that is a member of medbook_api may run the booking functions and touch
+nothing else; one that is a member of medbook_reporting may read the reporting
+views and nothing else. The roles are created here exactly as docs/OPERATIONS.md
+tells a DBA to create them for another service.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+from conftest import NOW, World, make_slot
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+
+BOOKING_TABLES = ["patients", "practitioner_booking_settings", "availability_slots", "appointments",
+                  "appointment_history", "booking_clock", "time_zones"]
+MEDBOOK_TABLES = ["users", "practitioners"]
+VIEWS = ["reporting_slot_utilisation", "reporting_appointment_counts"]
+# What medbook_api may execute: the public booking functions, and nothing else.
+API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "get_slot",
+                 "list_available_slots", "book_slot", "cancel_appointment", "get_appointment",
+                 "list_upcoming_appointments", "set_booking_settings"}
+REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def login_role(admin: psycopg.Connection, db: str, group: str) -> Iterator[psycopg.Connection]:
+    name = f"svc_{group}_{secrets.token_hex(4)}"
+    password = secrets.token_hex(12)
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+        sql.Identifier(name), sql.Literal(password), sql.Identifier(group)))
+    params = {**conninfo_to_dict(db), "user": name, "password": password}
+    try:
+        with psycopg.connect(make_conninfo(**params), autocommit=True, row_factory=dict_row) as conn:
+            assert conn.execute("SELECT current_user AS u, session_user AS s").fetchone() == {
+                "u": name, "s": name}
+            yield conn
+    finally:
+        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def api_login(admin: psycopg.Connection, db: str) -> Iterator[psycopg.Connection]:
+    yield from login_role(admin, db, "medbook_api")
+
+
+@pytest.fixture
+def reporting_login(admin: psycopg.Connection, db: str) -> Iterator[psycopg.Connection]:
+    yield from login_role(admin, db, "medbook_reporting")
+
+
+@pytest.fixture
+def booked(admin: psycopg.Connection, world: World) -> dict:
+    slot = make_slot(admin, world, NOW + timedelta(days=2))
+    make_slot(admin, world, NOW + timedelta(days=2, hours=1), minutes=60)
+    return admin.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, slot["id"])).fetchone()
+
+
+def refused(conn: psycopg.Connection, statement: str, params: tuple = ()) -> str:
+    """Runs a statement that must fail; returns its SQLSTATE."""
+    with pytest.raises(psycopg.Error) as caught:
+        conn.execute(statement, params)
+    return caught.value.sqlstate
+
+
+# A plain column of each table, for an UPDATE that only a privilege check can stop.
+COLUMN = {"patients": "created_at", "practitioner_booking_settings": "updated_at",
+          "availability_slots": "updated_at", "appointments": "cancellation_reason",
+          "appointment_history": "changed_at", "booking_clock": "frozen_at", "time_zones": "name",
+          "users": "name", "practitioners": "bio"}
+
+
+def writes(table: str) -> list[str]:
+    return [f"INSERT INTO {table} DEFAULT VALUES",
+            f"UPDATE {table} SET {COLUMN[table]} = {COLUMN[table]}",
+            f"DELETE FROM {table}",
+            f"TRUNCATE {table}"]
+
+
+@pytest.mark.parametrize("table", BOOKING_TABLES + MEDBOOK_TABLES)
+def test_api_role_cannot_read_or_write_tables(api_login, booked, table):
+    assert refused(api_login, f"SELECT * FROM {table}") == INSUFFICIENT_PRIVILEGE
+    for statement in writes(table):
+        assert refused(api_login, statement) == INSUFFICIENT_PRIVILEGE, statement
+
+
+def test_api_role_cannot_read_reporting_views(api_login):
+    for view in VIEWS:
+        assert refused(api_login, f"SELECT * FROM {view}") == INSUFFICIENT_PRIVILEGE
+
+
+def test_api_role_cannot_move_the_clock(api_login, admin):
+    assert refused(api_login, "SELECT set_booking_clock(%s)", (NOW + timedelta(days=400),)) \
+        == INSUFFICIENT_PRIVILEGE
+    assert refused(api_login, "INSERT INTO booking_clock (frozen_at) VALUES (now())") \
+        == INSUFFICIENT_PRIVILEGE
+    assert refused(api_login, "UPDATE booking_clock SET frozen_at = now()") == INSUFFICIENT_PRIVILEGE
+    assert refused(api_login, "DELETE FROM booking_clock") == INSUFFICIENT_PRIVILEGE
+    assert api_login.execute("SELECT booking_now() AS t").fetchone()["t"] == NOW
+
+
+def test_api_role_runs_the_booking_functions(api_login, admin, world):
+    slot = api_login.execute("SELECT * FROM create_slot(%s, %s, %s, %s)",
+                             (world.practitioner_user, world.practitioner, NOW + timedelta(days=1),
+                              NOW + timedelta(days=1, minutes=30))).fetchone()
+    slot = api_login.execute("SELECT * FROM update_slot(%s, %s, %s, %s)",
+                             (world.practitioner_user, slot["id"], NOW + timedelta(days=1, hours=1),
+                              NOW + timedelta(days=1, hours=2))).fetchone()
+    assert api_login.execute("SELECT * FROM get_slot(%s, %s)",
+                             (world.patient_user, slot["id"])).fetchone()["status"] == "available"
+    listed = api_login.execute("SELECT * FROM list_available_slots(%s, %s)",
+                               (world.patient_user, world.practitioner)).fetchall()
+    assert [row["id"] for row in listed] == [slot["id"]]
+    appointment = api_login.execute("SELECT * FROM book_slot(%s, %s)",
+                                    (world.patient_user, slot["id"])).fetchone()
+    assert api_login.execute("SELECT * FROM get_appointment(%s, %s)",
+                             (world.practitioner_user, appointment["id"])).fetchone()["status"] == "booked"
+    upcoming = api_login.execute("SELECT * FROM list_upcoming_appointments(%s, %s)",
+                                 (world.patient_user, world.patient)).fetchall()
+    assert [row["id"] for row in upcoming] == [appointment["id"]]
+    cancelled = api_login.execute("SELECT * FROM cancel_appointment(%s, %s, 'ill')",
+                                  (world.patient_user, appointment["id"])).fetchone()
+    assert cancelled["status"] == "cancelled"
+    api_login.execute("SELECT * FROM set_booking_settings(%s, %s, 'Europe/London', '2 hours')",
+                      (world.practitioner_user, world.practitioner))
+    api_login.execute("SELECT * FROM delete_slot(%s, %s)", (world.practitioner_user, slot["id"]))
+    assert admin.execute("SELECT count(*) AS n FROM availability_slots").fetchone()["n"] == 0
+    assert admin.execute("SELECT count(*) AS n FROM appointment_history").fetchone()["n"] == 2
+
+
+def test_api_role_cannot_call_internal_helpers_or_change_functions(api_login, world):
+    calls = [
+        ("SELECT booking_require_user(%s)", (world.patient_user,)),
+        ("SELECT booking_require_practitioner(%s, %s)", (world.practitioner_user, world.practitioner)),
+        ("SELECT booking_validate_slot_times(now(), now(), now())", ()),
+        ("SELECT * FROM booking_visible_appointment(%s, 1)", (world.patient_user,)),
+        ("SELECT * FROM check_booking_invariants()", ()),
+    ]
+    for statement, params in calls:
+        assert refused(api_login, statement, params) == INSUFFICIENT_PRIVILEGE, statement
+    # Not the owner: cannot replace, alter or drop a function, nor plant objects in the schema.
+    assert refused(api_login, "ALTER FUNCTION book_slot(bigint, bigint) SECURITY INVOKER") \
+        == INSUFFICIENT_PRIVILEGE
+    assert refused(api_login, "DROP FUNCTION book_slot(bigint, bigint)") == INSUFFICIENT_PRIVILEGE
+    assert refused(api_login, "CREATE TABLE public.booking_now (x int)") == INSUFFICIENT_PRIVILEGE
+    assert refused(api_login, "SET ROLE medbook_owner") == INSUFFICIENT_PRIVILEGE
+
+
+def test_api_role_cannot_escape_through_a_temp_function(api_login, world):
+    """pg_temp is searched last: a caller's temporary lookalike is never what a function runs."""
+    api_login.execute("CREATE FUNCTION pg_temp.booking_now() RETURNS timestamptz "
+                      "LANGUAGE sql AS $$ SELECT '2000-01-01'::timestamptz $$")
+    slot = api_login.execute("SELECT * FROM create_slot(%s, %s, %s, %s)",
+                             (world.practitioner_user, world.practitioner, NOW + timedelta(hours=1),
+                              NOW + timedelta(hours=2))).fetchone()
+    assert slot["created_at"] == NOW
+
+
+def test_reporting_role_reads_only_the_views(reporting_login, booked, world):
+    utilisation = reporting_login.execute("SELECT * FROM reporting_slot_utilisation").fetchall()
+    assert utilisation == [{"practitioner_id": world.practitioner, "day": (NOW + timedelta(days=2)).date(),
+                            "slots": 2, "booked_slots": 1, "offered_minutes": 90,
+                            "booked_minutes": 30}]
+    counts = reporting_login.execute("SELECT * FROM reporting_appointment_counts").fetchall()
+    assert counts == [{"practitioner_id": world.practitioner, "day": (NOW + timedelta(days=2)).date(),
+                       "status": "booked", "appointments": 1, "cancelled_by_practitioner": 0}]
+    for table in BOOKING_TABLES + MEDBOOK_TABLES:
+        assert refused(reporting_login, f"SELECT * FROM {table}") == INSUFFICIENT_PRIVILEGE, table
+        for statement in writes(table):
+            assert refused(reporting_login, statement) == INSUFFICIENT_PRIVILEGE, statement
+    for view in VIEWS:
+        # Aggregate views are not updatable at all (55000); the grant does not allow it either.
+        assert refused(reporting_login, f"DELETE FROM {view}") in {INSUFFICIENT_PRIVILEGE, "55000"}
+        may_write = reporting_login.execute(
+            "SELECT has_table_privilege(%s, 'INSERT, UPDATE, DELETE, TRUNCATE') AS w", (view,)).fetchone()
+        assert may_write["w"] is False
+
+
+def test_reporting_role_cannot_run_booking_functions(reporting_login, booked, world):
+    calls = [
+        ("SELECT * FROM book_slot(%s, %s)", (world.other_patient_user, booked["slot_id"])),
+        ("SELECT * FROM cancel_appointment(%s, %s)", (world.patient_user, booked["id"])),
+        ("SELECT * FROM get_appointment(%s, %s)", (world.patient_user, booked["id"])),
+        ("SELECT * FROM list_upcoming_appointments(%s, %s)", (world.patient_user, world.patient)),
+        ("SELECT * FROM get_slot(%s, %s)", (world.patient_user, booked["slot_id"])),
+        ("SELECT * FROM create_slot(%s, %s, now() + interval '9 days', now() + interval '10 days')",
+         (world.practitioner_user, world.practitioner)),
+        ("SELECT set_booking_clock(now())", ()),
+    ]
+    for statement, params in calls:
+        assert refused(reporting_login, statement, params) == INSUFFICIENT_PRIVILEGE, statement
+    assert reporting_login.execute("SELECT count(*) AS n FROM check_booking_invariants()").fetchone()["n"] == 0
+
+
+def test_reporting_views_carry_no_personal_data(admin):
+    columns = admin.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = ANY(%s) ORDER BY 1, ordinal_position",
+        (VIEWS,)).fetchall()
+    by_view: dict[str, list[str]] = {}
+    for row in columns:
+        by_view.setdefault(row["table_name"], []).append(row["column_name"])
+    assert by_view == {
+        "reporting_appointment_counts": ["practitioner_id", "day", "status", "appointments",
+                                         "cancelled_by_practitioner"],
+        "reporting_slot_utilisation": ["practitioner_id", "day", "slots", "booked_slots",
+                                       "offered_minutes", "booked_minutes"],
+    }
+
+
+def test_cancellations_count_by_who_cancelled(admin, reporting_login, world):
+    first = make_slot(admin, world, NOW + timedelta(days=3))
+    second = make_slot(admin, world, NOW + timedelta(days=3, hours=1))
+    for slot, actor in ((first, world.patient_user), (second, world.practitioner_user)):
+        appointment = admin.execute("SELECT * FROM book_slot(%s, %s)",
+                                    (world.patient_user, slot["id"])).fetchone()
+        admin.execute("SELECT * FROM cancel_appointment(%s, %s)", (actor, appointment["id"]))
+    counts = reporting_login.execute("SELECT * FROM reporting_appointment_counts").fetchall()
+    assert counts == [{"practitioner_id": world.practitioner, "day": (NOW + timedelta(days=3)).date(),
+                       "status": "cancelled", "appointments": 2, "cancelled_by_practitioner": 1}]
+
+
+def test_ownership_and_execute_grants(admin):
+    owners = admin.execute(
+        "SELECT c.relname, pg_get_userbyid(c.relowner) AS owner FROM pg_class c "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY(%s)",
+        (BOOKING_TABLES + VIEWS,)).fetchall()
+    assert {row["relname"] for row in owners} == set(BOOKING_TABLES + VIEWS)
+    assert {row["owner"] for row in owners} == {"medbook_owner"}
+
+    functions = admin.execute(
+        "SELECT p.proname, p.prosecdef, p.proconfig, "
+        "       has_function_privilege('medbook_api', p.oid, 'EXECUTE') AS api, "
+        "       has_function_privilege('medbook_reporting', p.oid, 'EXECUTE') AS reporting, "
+        "       coalesce(p.proacl::text LIKE '%%=X%%' AND p.proacl::text ~ '(^|[{,])=', false) AS public "
+        "FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+        "AND pg_get_userbyid(p.proowner) = 'medbook_owner'").fetchall()
+    assert {f["proname"] for f in functions if f["api"]} == API_FUNCTIONS
+    assert {f["proname"] for f in functions if f["reporting"]} == REPORTING_FUNCTIONS
+    assert not [f["proname"] for f in functions if f["public"]]
+    for f in functions:
+        if f["prosecdef"]:
+            assert f["proconfig"] == ["search_path=pg_catalog, public, pg_temp"], f["proname"]
