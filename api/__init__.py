@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 
-from . import appointments, errors, slots
+from . import appointments, docs, errors, slots
 from .db import Database
 
 log = logging.getLogger("medbook.api")
@@ -51,7 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not settings["JWT_SECRET"]:
         raise RuntimeError("MEDBOOK_JWT_SECRET is not set")
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no /static route: every route is in api/openapi.json
     app.config.update(settings)
     app.json.sort_keys = False
     app.json.compact = True
@@ -89,5 +89,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(slots.bp)
     app.register_blueprint(appointments.bp)
+    app.register_blueprint(docs.bp)
     errors.register(app)
     return app

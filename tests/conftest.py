@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from openapi_contract import ContractClient
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from pytest_postgresql.janitor import DatabaseJanitor
@@ -182,6 +183,8 @@ def app(db: str, admin: psycopg.Connection):
 
 @pytest.fixture
 def client(app):
+    """A test client whose every response is validated against api/openapi.json."""
+    app.test_client_class = ContractClient
     return app.test_client()
 
 
