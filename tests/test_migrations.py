@@ -1,0 +1,125 @@
+"""Migrations run on an empty database and on Medbook's production one, and never alter its tables."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+from conftest import JWT_SECRET
+
+from api import auth, cli, schema
+
+COLUMNS = """SELECT table_name, column_name, data_type, is_nullable, column_default
+               FROM information_schema.columns
+              WHERE table_schema = 'public' AND table_name IN ('users', 'practitioners')
+              ORDER BY table_name, ordinal_position"""
+
+PRODUCTION = """
+CREATE TABLE users (
+    id serial PRIMARY KEY,
+    email varchar(320) NOT NULL UNIQUE,
+    name varchar(200) NOT NULL,
+    role varchar(32) NOT NULL DEFAULT 'patient',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE practitioners (
+    id serial PRIMARY KEY,
+    user_id integer NOT NULL REFERENCES users (id),
+    specialty varchar(100) NOT NULL,
+    bio text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO users (email, name, role) VALUES ('gp@clinic.test', 'Dr Rao', 'practitioner'),
+                                             ('pat@home.test', 'Pat', 'patient');
+INSERT INTO practitioners (user_id, specialty) VALUES (1, 'General practice');
+"""
+
+
+def fresh_database(pg_server):
+    return pg_server.janitor(f"medbook_mig_{uuid.uuid4().hex[:10]}")
+
+
+def test_migrate_on_existing_medbook_tables_leaves_them_untouched(pg_server):
+    with fresh_database(pg_server) as janitor:
+        url = pg_server.conninfo(janitor.dbname)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(PRODUCTION)
+            before = conn.execute(COLUMNS).fetchall()
+            rows_before = conn.execute("SELECT * FROM users ORDER BY id").fetchall()
+
+        applied = schema.migrate(url)
+        assert applied == ["0001_medbook_baseline", "0002_booking_roles", "0003_booking_schema",
+                           *applied[3:]]
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute(COLUMNS).fetchall() == before
+            assert conn.execute("SELECT * FROM users ORDER BY id").fetchall() == rows_before
+            # Booking works on top of the production tables (integer ids).
+            conn.execute("INSERT INTO patients (user_id) VALUES (2)")
+            conn.execute("SELECT set_booking_clock('2027-01-01T00:00Z')")
+            slot = conn.execute("SELECT id FROM create_slot(1, 1, '2027-01-02T09:00Z', '2027-01-02T09:30Z')"
+                                ).fetchone()[0]
+            assert conn.execute("SELECT status FROM book_slot(2, %s)", (slot,)).fetchone()[0] == "booked"
+
+
+def test_migrate_is_repeatable_and_reapplies_functions_every_time(pg_server):
+    with fresh_database(pg_server) as janitor:
+        url = pg_server.conninfo(janitor.dbname)
+        assert "0003_booking_schema" in schema.migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            tables = conn.execute(COLUMNS).fetchall()
+            assert {t[0] for t in tables} == {"users", "practitioners"}
+            conn.execute("SET ROLE medbook_owner")
+            conn.execute("CREATE OR REPLACE FUNCTION booking_now() RETURNS timestamptz LANGUAGE sql STABLE "
+                         "AS $$ SELECT '1999-01-01'::timestamptz $$")
+            conn.execute("RESET ROLE")
+            conn.execute("DELETE FROM booking_clock")
+
+        assert schema.migrate(url) == []
+        with psycopg.connect(url, autocommit=True) as conn:
+            now, real = conn.execute("SELECT booking_now(), now()").fetchone()
+            assert now == real
+            owners = conn.execute(
+                "SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc "
+                "WHERE proname IN ('book_slot', 'cancel_appointment', 'create_slot')").fetchall()
+            assert owners == [("medbook_owner",)]
+            tables = conn.execute(
+                "SELECT DISTINCT tableowner FROM pg_tables WHERE tablename IN "
+                "('availability_slots', 'appointments', 'appointment_history', 'patients')").fetchall()
+            assert tables == [("medbook_owner",)]
+
+
+def test_every_function_file_defines_a_commented_function(db):
+    with psycopg.connect(db) as conn:
+        for path in schema.function_files():
+            text = path.read_text()
+            assert "CREATE OR REPLACE FUNCTION" in text and "COMMENT ON FUNCTION" in text, path.name
+        uncommented = conn.execute(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) = 'medbook_owner' "
+            "AND p.prorettype <> 'trigger'::regtype AND obj_description(p.oid, 'pg_proc') IS NULL").fetchall()
+        assert uncommented == []
+        definer_without_path = conn.execute(
+            "SELECT p.proname FROM pg_proc p WHERE p.prosecdef "
+            "AND pg_get_userbyid(p.proowner) = 'medbook_owner' "
+            "AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')").fetchall()
+        assert definer_without_path == []
+
+
+def test_cli_token_is_accepted_by_the_api(monkeypatch, capsys):
+    monkeypatch.setenv("MEDBOOK_JWT_SECRET", JWT_SECRET)
+    assert cli.main(["token", "42", "--hours", "1"]) == 0
+    token = capsys.readouterr().out.strip()
+    import jwt
+
+    claims = jwt.decode(token, JWT_SECRET, algorithms=[auth.ALGORITHM])
+    assert claims["sub"] == "42" and claims["exp"] - claims["iat"] == 3600
+
+
+def test_cli_migrate_uses_database_url(pg_server, monkeypatch, capsys):
+    with fresh_database(pg_server) as janitor:
+        monkeypatch.setenv("DATABASE_URL", pg_server.conninfo(janitor.dbname))
+        assert cli.main(["migrate"]) == 0
+        assert "0003_booking_schema" in capsys.readouterr().out
+        assert cli.main(["migrate"]) == 0
+        assert "none pending" in capsys.readouterr().out
