@@ -20,6 +20,20 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# make bench: the benchmark of docs/PERFORMANCE.md (about 15 minutes; needs wrk, which
+# it installs with apt-get when run as root). bench-smoke: tiny sizes, for CI.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py
+
+bench-smoke: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --smoke
+
 migrate: $(STAMP)
 	$(BIN)/medbook migrate
 
