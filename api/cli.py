@@ -64,27 +64,31 @@ def gunicorn_argv(bind: str) -> list[str]:
 
 
 def walkthrough(people: demo.Demo, secret: str, base: str) -> str:
+    """Copy-paste shell lines that exercise the API as the demo patient and practitioner."""
     practitioner = auth.mint(secret, people.practitioner_user_id, lifetime=timedelta(days=7))
     patient = auth.mint(secret, people.patient_user_id, lifetime=timedelta(days=7))
-    auth_patient = '-H "Authorization: Bearer $PATIENT_TOKEN"'
-    auth_practitioner = '-H "Authorization: Bearer $PRACTITIONER_TOKEN"'
-    json_type = "-H 'Content-Type: application/json'"
+    first_id = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"data\"][0][\"id\"])'"
+    own_id = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"id\"])'"
     pid = people.practitioner_id
     return "\n".join([
-        "Medbook Booking is starting. Try it (tokens are valid for 7 days):",
+        "Medbook Booking: paste these lines into a shell (tokens are valid for 7 days).",
         "",
-        f"export PRACTITIONER_TOKEN={practitioner}",
-        f"export PATIENT_TOKEN={patient}",
-        f"curl -s {base}/v1/healthz",
-        f"curl -s {auth_patient} {base}/v1/practitioners/{pid}/slots",
-        f"curl -s {auth_patient} '{base}/v1/practitioners/{pid}/slots?date=YYYY-MM-DD&tz=Europe/London'",
-        f"curl -s -X POST {auth_patient} {json_type} -d '{{\"slot_id\": SLOT_ID}}' {base}/v1/appointments",
-        f"curl -s {auth_patient} {base}/v1/patients/{people.patient_id}/appointments",
-        f"curl -s -X POST {auth_patient} {json_type} -d '{{\"reason\": \"feeling better\"}}' "
-        f"{base}/v1/appointments/APPOINTMENT_ID/cancel",
-        f"curl -s -X POST {auth_practitioner} {json_type} "
-        f"-d '{{\"start_time\": \"2030-01-07T09:00:00+00:00\", \"end_time\": \"2030-01-07T09:30:00+00:00\"}}' "
-        f"{base}/v1/practitioners/{pid}/slots",
+        f"export BASE=http://{base}",
+        f"export PRACTITIONER='Authorization: Bearer {practitioner}'",
+        f"export PATIENT='Authorization: Bearer {patient}'",
+        'curl -s "$BASE/v1/healthz"',
+        f'curl -s -H "$PATIENT" "$BASE/v1/practitioners/{pid}/slots"',
+        f'curl -s -H "$PATIENT" "$BASE/v1/practitioners/{pid}/slots?date=$(date -u -d tomorrow +%F)&tz=Europe/London"',
+        f'SLOT_ID=$(curl -s -H "$PATIENT" "$BASE/v1/practitioners/{pid}/slots" | {first_id})',
+        "APPOINTMENT_ID=$(curl -s -X POST -H \"$PATIENT\" -H 'Content-Type: application/json' "
+        f'-d "{{\\"slot_id\\": $SLOT_ID}}" "$BASE/v1/appointments" | {own_id})',
+        f'curl -s -H "$PATIENT" "$BASE/v1/patients/{people.patient_id}/appointments"',
+        "curl -s -X POST -H \"$PRACTITIONER\" -H 'Content-Type: application/json' "
+        "-d '{\"reason\": \"clinic closed\"}' \"$BASE/v1/appointments/$APPOINTMENT_ID/cancel\"",
+        "curl -s -X POST -H \"$PRACTITIONER\" -H 'Content-Type: application/json' "
+        "-d \"{\\\"start_time\\\": \\\"$(date -u -d '+9 days' +%F)T15:00:00Z\\\", "
+        "\\\"end_time\\\": \\\"$(date -u -d '+9 days' +%F)T15:45:00Z\\\"}\" "
+        f'"$BASE/v1/practitioners/{pid}/slots"',
         "",
     ])
 
@@ -98,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if people is None:
         people = demo.load(url)
         print("demo data loaded", flush=True)
-    print(walkthrough(people, secret, f"http://{args.bind}"), flush=True)
+    print(walkthrough(people, secret, args.bind), flush=True)
     env = {**os.environ, "DATABASE_URL": url, "MEDBOOK_JWT_SECRET": secret}
     server = subprocess.Popen(gunicorn_argv(args.bind), env=env, cwd=ROOT)  # noqa: S603
 
@@ -136,7 +140,7 @@ def cmd_demo(_args: argparse.Namespace) -> int:
     url = database_url()
     schema.migrate(url)
     people = demo.load(url)
-    print(walkthrough(people, jwt_secret(), "http://127.0.0.1:8000"))
+    print(walkthrough(people, jwt_secret(), "127.0.0.1:8000"))
     return 0
 
 
