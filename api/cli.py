@@ -60,7 +60,7 @@ def gunicorn_argv(bind: str) -> list[str]:
     threads = os.environ.get("MEDBOOK_THREADS", "4")
     return [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind", bind,
             "--workers", workers, "--worker-class", "gthread", "--threads", threads,
-            "--access-logfile", "-", "--graceful-timeout", "10"]
+            "--access-logfile", "-", "--graceful-timeout", "10", "--no-control-socket"]
 
 
 def walkthrough(people: demo.Demo, secret: str, base: str) -> str:
