@@ -137,11 +137,15 @@ COMMENT ON TABLE booking_clock IS
 
 CREATE FUNCTION booking_assert_slot_consistent() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 /* Deferred to commit: a slot is 'booked' exactly when it has a booked appointment.
    Fired for every slot row and appointment row a transaction wrote; an
-   appointment that moved off a slot (ON DELETE SET NULL) checks both sides. */
+   appointment that moved off a slot (ON DELETE SET NULL) checks both sides.
+   SECURITY DEFINER because before PostgreSQL 17 a deferred trigger runs as the
+   role current at COMMIT (medbook_api, which cannot read the tables), not as
+   the booking function that queued it. It only reads. */
 DECLARE
     v_slot_ids bigint[];
     v_slot_id  bigint;
