@@ -7,6 +7,7 @@ body that is not JSON) and never reaches the database.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, datetime
 from typing import Any
@@ -44,7 +45,10 @@ def json_body(allowed: set[str], required: frozenset[str] = frozenset(), *,
         return {}
     if request.mimetype != "application/json":
         raise ApiError(415, "The request body must be JSON (Content-Type: application/json).")
-    body = request.get_json(silent=True)
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise _bad("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.")
     unknown = sorted(set(body) - allowed)
@@ -84,6 +88,11 @@ def body_text(body: dict[str, Any], name: str, max_length: int) -> str | None:
         raise _bad(f"{name} must be a string")
     if "\x00" in value:
         raise _bad(f"{name} must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+            raise _bad(f"{name} must be valid Unicode text") from None
     if len(value) > max_length:
         raise _bad(f"{name} must be at most {max_length} characters")
     return value

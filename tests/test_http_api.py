@@ -68,8 +68,9 @@ def test_create_slot_rejects_bad_bodies(client, admin, world, body, status, code
 def test_create_slot_body_format_errors(client, admin, world):
     url = f"/v1/practitioners/{world.practitioner}/slots"
     headers = bearer(world.practitioner_user)
-    assert_problem(client.post(url, headers=headers, data="{not json", content_type="application/json"),
-                   400, "validation_error")
+    for junk in ("{not json", "[" * 30000, b'{"start_time": "\\udc00"}', b"\xff\xfe{}", "", "null", "NaN"):
+        assert_problem(client.post(url, headers=headers, data=junk, content_type="application/json"),
+                       400, "validation_error")
     assert_problem(client.post(url, headers=headers, data="start_time=x", content_type="text/plain"),
                    415, "unsupported_media_type")
     assert_problem(client.post(url, headers=headers), 415, "unsupported_media_type")
@@ -221,6 +222,8 @@ def test_cancel_and_rebook(client, world):
     assert_problem(client.post(url, headers=bearer(world.patient_user), json={"why": "x"}), 400, "validation_error")
     assert_problem(client.post(url, headers=bearer(world.patient_user), json={"reason": "x" * 1001}),
                    400, "validation_error")
+    assert_problem(client.post(url, headers=bearer(world.patient_user), data=b'{"reason": "\\ud800"}',
+                               content_type="application/json"), 400, "validation_error")
 
     response = client.post(url, headers=bearer(world.patient_user), json={"reason": "Feeling better — merci"})
     assert response.status_code == 200
