@@ -274,3 +274,35 @@ def test_a_new_patient_can_book(admin, api_conn, world):
     user, patient = add_patient(admin)
     appointment = book(api_conn, user, make_slot(api_conn, world, START)["id"])
     assert appointment["patient_id"] == patient
+
+
+def test_practitioner_sees_who_is_coming(admin, api_conn, world):
+    later = book(api_conn, world.other_patient_user, make_slot(api_conn, world, START + timedelta(days=1))["id"])
+    sooner = book(api_conn, world.patient_user, make_slot(api_conn, world, START)["id"])
+    gone = book(api_conn, world.patient_user, make_slot(api_conn, world, START + timedelta(hours=2))["id"])
+    book(api_conn, world.patient_user, make_slot(api_conn, world, START, practitioner="other_practitioner")["id"])
+    cancel(api_conn, world.patient_user, gone["id"])
+
+    def listed(actor):
+        return [r["id"] for r in api_conn.execute("SELECT * FROM list_practitioner_appointments(%s, %s)",
+                                                  (actor, world.practitioner))]
+
+    assert listed(world.practitioner_user) == [sooner["id"], later["id"]]
+    set_clock(admin, START)
+    assert listed(world.practitioner_user) == [later["id"]]
+    for actor in (world.other_practitioner_user, world.patient_user):
+        with sqlstate("MB403"):
+            listed(actor)
+
+
+def test_settings_are_readable_with_defaults(api_conn, world):
+    row = api_conn.execute("SELECT * FROM get_booking_settings(%s, %s)",
+                           (world.patient_user, world.practitioner)).fetchone()
+    assert (row["time_zone"], row["cancellation_notice"]) == ("UTC", timedelta(hours=24))
+    api_conn.execute("SELECT set_booking_settings(%s, %s, 'Asia/Tokyo', '90 minutes')",
+                     (world.practitioner_user, world.practitioner))
+    row = api_conn.execute("SELECT * FROM get_booking_settings(%s, %s)",
+                           (world.patient_user, world.practitioner)).fetchone()
+    assert (row["time_zone"], row["cancellation_notice"]) == ("Asia/Tokyo", timedelta(minutes=90))
+    with sqlstate("MB404"):
+        api_conn.execute("SELECT * FROM get_booking_settings(%s, %s)", (world.patient_user, 10**12))
