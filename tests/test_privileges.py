@@ -27,7 +27,8 @@ VIEWS = ["reporting_slot_utilisation", "reporting_appointment_counts"]
 # What medbook_api may execute: the public booking functions, and nothing else.
 API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "get_slot",
                  "list_available_slots", "book_slot", "cancel_appointment", "get_appointment",
-                 "list_upcoming_appointments", "set_booking_settings"}
+                 "list_upcoming_appointments", "list_practitioner_appointments",
+                 "set_booking_settings", "get_booking_settings"}
 REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
 INSUFFICIENT_PRIVILEGE = "42501"
 
@@ -143,6 +144,7 @@ def test_api_role_cannot_call_internal_helpers_or_change_functions(api_login, wo
         ("SELECT booking_validate_slot_times(now(), now(), now())", ()),
         ("SELECT * FROM booking_visible_appointment(%s, 1)", (world.patient_user,)),
         ("SELECT * FROM check_booking_invariants()", ()),
+        ("SELECT booking_lock_practitioner(%s, true)", (world.practitioner,)),
     ]
     for statement, params in calls:
         assert refused(api_login, statement, params) == INSUFFICIENT_PRIVILEGE, statement

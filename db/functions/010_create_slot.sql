@@ -20,6 +20,7 @@ BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     PERFORM booking_require_practitioner(p_actor_user_id, p_practitioner_id);
     PERFORM booking_validate_slot_times(p_start_time, p_end_time, v_now);
+    PERFORM booking_lock_practitioner(p_practitioner_id, true);  -- see 006_booking_lock_practitioner.sql
 
     BEGIN
         INSERT INTO availability_slots (practitioner_id, start_time, end_time, created_at, updated_at)

@@ -31,6 +31,7 @@ BEGIN
         RAISE EXCEPTION 'slot not found' USING ERRCODE = 'MB404', DETAIL = format('slot_id=%s', p_slot_id);
     END IF;
     PERFORM booking_require_practitioner(p_actor_user_id, v_slot.practitioner_id);
+    PERFORM booking_lock_practitioner(v_slot.practitioner_id, true);  -- see 006_booking_lock_practitioner.sql
     IF v_slot.status = 'booked' THEN
         RAISE EXCEPTION 'the slot is booked'
             USING ERRCODE = 'MBS03', DETAIL = format('slot_id=%s', p_slot_id),

@@ -26,6 +26,7 @@ AS $$
 DECLARE
     v_now         timestamptz := booking_now();
     v_patient_id  bigint;
+    v_practitioner_id bigint;
     v_slot        availability_slots;
     v_appointment appointments;
 BEGIN
@@ -35,6 +36,12 @@ BEGIN
         RAISE EXCEPTION 'only patients can book'
             USING ERRCODE = 'MB403', DETAIL = format('user_id=%s', p_actor_user_id),
                   HINT = 'Sign in as the patient the appointment is for.';
+    END IF;
+
+    -- Before the claim: see 006_booking_lock_practitioner.sql (a slot never changes practitioner).
+    SELECT practitioner_id INTO v_practitioner_id FROM availability_slots WHERE id = p_slot_id;
+    IF FOUND THEN
+        PERFORM booking_lock_practitioner(v_practitioner_id, false);
     END IF;
 
     IF current_setting('transaction_isolation') = 'read committed' THEN

@@ -25,6 +25,7 @@ DECLARE
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     v_appointment := booking_visible_appointment(p_actor_user_id, p_appointment_id);
+    PERFORM booking_lock_practitioner(v_appointment.practitioner_id, false);  -- see 006_booking_lock_practitioner.sql
     IF char_length(p_reason) > 1000 THEN
         RAISE EXCEPTION 'the cancellation reason is longer than 1000 characters'
             USING ERRCODE = 'MB400', HINT = 'Shorten the reason.';

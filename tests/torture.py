@@ -1,0 +1,274 @@
+"""Concurrency torture: many processes hammer a few hot slots for a fixed time.
+
+Each worker process has its own connection as medbook_api and, in a random
+mix, books, cancels (as patient or practitioner), rebooks, moves, deletes and
+re-creates slots of one practitioner inside a narrow window, so every
+operation contends with every other on the same rows and the same exclusion
+constraint. Afterwards:
+
+* every error a worker saw is one the operation documents (see EXPECTED);
+  anything else -- a deadlock, a serialization failure, a unique or exclusion
+  violation leaking out, a lock or statement timeout -- is counted as unexpected;
+* the books add up: appointments = successful bookings, cancelled appointments
+  = successful cancellations, history rows = both, slots = created - deleted;
+* check_booking_invariants() returns nothing;
+* the server counted no deadlocks (pg_stat_database) and its log, when this
+  process can read it, has no "deadlock detected" or crash lines.
+
+The suite runs it briefly (tests/test_torture.py). The long run:
+
+    .venv/bin/python -m tests.torture --seconds 600 [--workers 8] [--database-url URL]
+
+Without --database-url it starts a private PostgreSQL in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+
+NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+WINDOW_START = NOW + timedelta(days=3)
+GRID = timedelta(minutes=30)
+WINDOW_STEPS = 8  # the hot window: eight half-hour positions, four hours
+HOT_SLOTS = 5
+PATIENTS = 8
+
+# Operation -> SQLSTATEs it may legitimately end with under contention.
+EXPECTED = {
+    "book": {"MBS01", "MB404"},          # someone else won; the slot was deleted
+    "cancel": {"MBA01"},                 # cancelled concurrently
+    "update": {"MBS02", "MBS03", "MB404"},
+    "delete": {"MBS03", "MB404"},
+    "create": {"MBS02"},
+}
+LOG_ALARMS = ("deadlock detected", "PANIC", "was terminated by signal", "server process (PID")
+
+
+@dataclass
+class People:
+    practitioner_user: int
+    practitioner: int
+    patient_users: list[int]
+
+
+@dataclass
+class Result:
+    counts: Counter = field(default_factory=Counter)
+    unexpected: list[str] = field(default_factory=list)
+
+
+def setup(conninfo: str) -> People:
+    """Freezes the clock, adds one practitioner, patients and the hot slots."""
+    with psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("SELECT set_booking_clock(%s)", (NOW,))
+
+        def user(role: str) -> int:
+            tag = uuid.uuid4().hex[:10]
+            return conn.execute("INSERT INTO users (email, name, role) VALUES (%s, %s, %s) RETURNING id",
+                                (f"{tag}@example.test", f"Torture {tag}", role)).fetchone()["id"]
+
+        practitioner_user = user("practitioner")
+        practitioner = conn.execute("INSERT INTO practitioners (user_id, specialty) VALUES (%s, 'GP') "
+                                    "RETURNING id", (practitioner_user,)).fetchone()["id"]
+        patient_users = []
+        for _ in range(PATIENTS):
+            patient_user = user("patient")
+            conn.execute("INSERT INTO patients (user_id) VALUES (%s)", (patient_user,))
+            patient_users.append(patient_user)
+        for i in range(HOT_SLOTS):
+            start = WINDOW_START + i * GRID
+            conn.execute("SELECT create_slot(%s, %s, %s, %s)",
+                         (practitioner_user, practitioner, start, start + GRID))
+    return People(practitioner_user, practitioner, patient_users)
+
+
+def worker(conninfo: str, people: People, seconds: float, seed: int) -> Result:
+    """One process: random operations on the hot window until the time is up."""
+    rng = random.Random(seed)
+    result = Result()
+    with psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as look, \
+            psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as api:
+        api.execute("SET ROLE medbook_api")
+        # The API's own limits: a hang shows up as 55P03 or 57014, which are unexpected.
+        api.execute("SET lock_timeout = '5s'")
+        api.execute("SET statement_timeout = '10s'")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            # Targets are chosen from a superuser's view; by the time the call
+            # runs, other workers may have changed everything: that is the point.
+            slots = [r["id"] for r in look.execute(
+                "SELECT id FROM availability_slots WHERE practitioner_id = %s", (people.practitioner,))]
+            booked = look.execute(
+                "SELECT a.id, p.user_id FROM appointments a JOIN patients p ON p.id = a.patient_id "
+                "WHERE a.practitioner_id = %s AND a.status = 'booked'", (people.practitioner,)).fetchall()
+            op = rng.choices(["book", "cancel", "update", "delete", "create"], [5, 3, 2, 1, 1])[0]
+            if op == "book" and slots:
+                call = ("book_slot", (rng.choice(people.patient_users), rng.choice(slots)))
+            elif op == "cancel" and booked:
+                target = rng.choice(booked)
+                actor = target["user_id"] if rng.random() < 0.7 else people.practitioner_user
+                call = ("cancel_appointment", (actor, target["id"], rng.choice([None, "torture"])))
+            elif op == "update" and slots:
+                start = WINDOW_START + rng.randrange(WINDOW_STEPS) * GRID
+                call = ("update_slot", (people.practitioner_user, rng.choice(slots), start, start + GRID))
+            elif op == "delete" and slots:
+                call = ("delete_slot", (people.practitioner_user, rng.choice(slots)))
+            elif op == "create":
+                start = WINDOW_START + rng.randrange(WINDOW_STEPS) * GRID
+                call = ("create_slot", (people.practitioner_user, people.practitioner, start, start + GRID))
+            else:
+                continue
+            function, args = call
+            placeholders = ", ".join(["%s"] * len(args))
+            try:
+                api.execute(f"SELECT * FROM {function}({placeholders})", args).fetchone()
+                result.counts[f"{op} ok"] += 1
+            except psycopg.Error as exc:
+                state = exc.sqlstate or type(exc).__name__
+                result.counts[f"{op} {state}"] += 1
+                if state not in EXPECTED[op]:
+                    result.unexpected.append(f"{op} {state}: {exc}")
+    return result
+
+
+def _run_worker(args: tuple) -> Result:
+    return worker(*args)
+
+
+def server_log(conn: psycopg.Connection) -> Path | None:
+    """The server's log file, when this process can find and read it."""
+    current = conn.execute("SELECT pg_current_logfile() AS f").fetchone()["f"]
+    data_dir = Path(conn.execute("SHOW data_directory").fetchone()["data_directory"])
+    version = conn.execute("SELECT current_setting('server_version_num')::int / 10000 AS v").fetchone()["v"]
+    candidates = [data_dir / current] if current else []
+    candidates += [data_dir / "log", Path(f"/var/log/postgresql/postgresql-{version}-main.log")]
+    for path in candidates:
+        try:
+            with path.open("rb"):
+                return path
+        except OSError:
+            continue
+    return None
+
+
+def deadlocks(conn: psycopg.Connection) -> int:
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    return conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+                        ).fetchone()["deadlocks"]
+
+
+@dataclass
+class Report:
+    seconds: float
+    workers: int
+    counts: Counter
+    unexpected: list[str]
+    violations: list[dict]
+    ledger_mismatches: list[str]
+    deadlocks: int
+    log: str | None
+    log_alarms: list[str]
+
+    @property
+    def operations(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        lines = [f"{self.operations} operations by {self.workers} processes in {self.seconds:.1f} s "
+                 f"({self.operations / self.seconds:.0f}/s)"]
+        lines += [f"  {key}: {value}" for key, value in sorted(self.counts.items())]
+        lines += [f"unexpected errors: {len(self.unexpected)}", f"invariant violations: {len(self.violations)}",
+                  f"ledger mismatches: {len(self.ledger_mismatches)}",
+                  f"deadlocks (pg_stat_database): {self.deadlocks}",
+                  f"server log: {self.log or 'not readable from here'}; alarming lines: {len(self.log_alarms)}"]
+        lines += [f"  ! {line}" for line in self.unexpected[:10] + self.ledger_mismatches + self.log_alarms[:10]]
+        return "\n".join(lines)
+
+
+def run(conninfo: str, *, seconds: float, workers: int) -> Report:
+    """Sets up, runs the workers in parallel processes, and checks everything afterwards."""
+    people = setup(conninfo)
+    with psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as conn:
+        deadlocks_before = deadlocks(conn)
+        log = server_log(conn)
+        log_offset = log.stat().st_size if log else 0
+        slots_before = conn.execute("SELECT count(*) AS n FROM availability_slots").fetchone()["n"]
+
+    started = time.monotonic()
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        results = pool.map(_run_worker, [(conninfo, people, seconds, seed) for seed in range(workers)])
+    elapsed = time.monotonic() - started
+
+    counts: Counter = Counter()
+    unexpected: list[str] = []
+    for result in results:
+        counts += result.counts
+        unexpected += result.unexpected
+
+    time.sleep(1.0)  # backends report their statistics as they exit
+    with psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as conn:
+        violations = conn.execute("SELECT * FROM check_booking_invariants()").fetchall()
+        facts = conn.execute(
+            "SELECT (SELECT count(*) FROM appointments) AS appointments, "
+            "(SELECT count(*) FROM appointments WHERE status = 'cancelled') AS cancelled, "
+            "(SELECT count(*) FROM appointment_history) AS history, "
+            "(SELECT count(*) FROM availability_slots) AS slots").fetchone()
+        deadlock_count = deadlocks(conn) - deadlocks_before
+    expected_facts = {
+        "appointments": counts["book ok"],
+        "cancelled": counts["cancel ok"],
+        "history": counts["book ok"] + counts["cancel ok"],
+        "slots": slots_before + counts["create ok"] - counts["delete ok"],
+    }
+    mismatches = [f"{key}: database {facts[key]}, successful calls say {value}"
+                  for key, value in expected_facts.items() if facts[key] != value]
+
+    alarms: list[str] = []
+    if log:
+        with log.open("rb") as handle:
+            handle.seek(log_offset)
+            text = handle.read().decode("utf-8", "replace")
+        alarms = [line for line in text.splitlines() if any(alarm in line for alarm in LOG_ALARMS)]
+    return Report(elapsed, workers, counts, unexpected, violations, mismatches, deadlock_count,
+                  str(log) if log else None, alarms)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--database-url", help="a superuser URL of a migrated, throw-away database")
+    args = parser.parse_args(argv)
+    conninfo = args.database_url
+    if not conninfo:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from api import pgserver, schema
+
+        data_dir = Path(tempfile.mkdtemp(prefix="medbook-torture-")) / "data"
+        conninfo = pgserver.start(data_dir, dbname="torture", keep=False,
+                                  settings={"max_connections": "100"})
+        schema.migrate(conninfo)
+    report = run(conninfo, seconds=args.seconds, workers=args.workers)
+    print(report.summary())
+    healthy = not (report.unexpected or report.violations or report.ledger_mismatches
+                   or report.deadlocks or report.log_alarms)
+    print("PASS" if healthy else "FAIL")
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
