@@ -140,6 +140,33 @@ def test_design_has_exactly_the_five_sections():
     assert "ERRORS.md" in (DOCS / "DESIGN.md").read_text()
 
 
+def database_functions(conninfo: str) -> dict[str, set[str]]:
+    """{function: roles} for each function some booking role may execute (owner-only ones: {'owner'})."""
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("""
+            SELECT p.proname,
+                   array_remove(ARRAY[
+                       CASE WHEN has_function_privilege('medbook_api', p.oid, 'EXECUTE') THEN 'medbook_api' END,
+                       CASE WHEN has_function_privilege('medbook_reporting', p.oid, 'EXECUTE')
+                            THEN 'medbook_reporting' END], NULL) AS roles
+              FROM pg_proc p
+              JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) = 'medbook_owner'
+               AND p.prorettype <> 'trigger'::regtype""").fetchall()
+    return {name: set(roles) or {"owner"} for name, roles in rows}
+
+
+def test_design_lists_every_function(db):
+    """Every booking function is named in DESIGN.md section 2, and none that does not exist."""
+    section = design_section(2)
+    functions = database_functions(db)
+    missing = sorted(name for name in functions if f"`{name}(" not in section)
+    assert not missing, f"functions missing from docs/DESIGN.md section 2: {missing}"
+    named = set(re.findall(r"`([a-z_]+)\(", section))
+    unknown = sorted(named - set(functions) - {"tstzrange", "now", "pg_advisory_xact_lock"})
+    assert not unknown, f"docs/DESIGN.md section 2 names functions that do not exist: {unknown}"
+
+
 # Error registry ----------------------------------------------------------------
 
 def raised_sqlstates() -> dict[str, list[str]]:
