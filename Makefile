@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-smoke migrate clean
+.PHONY: run test lint fuzz bench bench-smoke migrate clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# make fuzz: the suite's schemathesis run with 20x the examples (a few minutes).
+fuzz: $(STAMP)
+	MEDBOOK_SCHEMATHESIS_EXAMPLES=500 $(BIN)/pytest -p no:cacheprovider tests/test_schemathesis.py
 
 # make bench: the benchmark of docs/PERFORMANCE.md (about 15 minutes; needs wrk, which
 # it installs with apt-get when run as root). bench-smoke: tiny sizes, for CI.
