@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from flask import Flask
 from openapi_contract import ContractClient
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
@@ -181,10 +182,14 @@ def app(db: str, admin: psycopg.Connection):
     application.extensions["medbook_db"].close()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _contract_checked_clients():
+    """Every Flask test client of the suite validates each response against api/openapi.json."""
+    Flask.test_client_class = ContractClient
+
+
 @pytest.fixture
 def client(app):
-    """A test client whose every response is validated against api/openapi.json."""
-    app.test_client_class = ContractClient
     return app.test_client()
 
 
