@@ -1,0 +1,237 @@
+"""Who may see and do what: authentication failures, an access matrix, and no leaks.
+
+* Every protected endpoint answers 401 (with WWW-Authenticate) to a missing,
+  malformed, forged, unsigned, expired or otherwise unusable token, and to a
+  valid token whose sub names no user.
+* For every endpoint and resource, a different patient, a different
+  practitioner and a user who is neither get 403 or 404, and the body carries
+  none of the resource's data; the rightful caller, as a control, does see it.
+* No response carries SQL or a stack trace, not even a 500, and the logs never
+  carry a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import psycopg
+import pytest
+from conftest import JWT_SECRET, NOW, World, bearer, iso, make_slot
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id", "hint"}
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def token(claims: dict | None = None, *, secret: str = JWT_SECRET, algorithm: str = "HS256",
+          **extra) -> str:
+    now = datetime.now(UTC)
+    body = {"sub": "1", "iat": now, "exp": now + timedelta(hours=1), **(claims or {})}
+    body.update(extra)
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm=algorithm)
+
+
+def bad_tokens(user: int) -> dict[str, dict[str, str]]:
+    """Authorization headers that must all be refused, by name."""
+    sub = str(user)
+    now = datetime.now(UTC)
+    valid = token({"sub": sub})
+    header, payload, signature = valid.split(".")
+    unsigned = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{payload}."
+    bearer_only = {
+        "garbage": "abc.def.ghi",
+        "random": uuid.uuid4().hex,
+        "wrong signature": token({"sub": sub}, secret="another-secret-that-is-long-enough-0123456789"),
+        "tampered payload": f"{header}.{b64({'sub': '2', 'exp': 4102444800})}.{signature}",
+        "alg none": unsigned,
+        "alg none, signature kept": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{payload}.{signature}",
+        "HS512 with the right secret": token({"sub": sub}, algorithm="HS512"),
+        "expired": token({"sub": sub, "iat": now - timedelta(hours=2), "exp": now - timedelta(seconds=5)}),
+        "not yet valid": token({"sub": sub}, nbf=now + timedelta(hours=1)),
+        "no exp": token({"sub": sub, "exp": None}),
+        "no sub": token({"sub": None}),
+        "numeric sub": jwt.encode({"sub": user, "exp": now + timedelta(hours=1)}, JWT_SECRET,
+                                  algorithm="HS256"),
+        "sub 0": token({"sub": "0"}),
+        "sub negative": token({"sub": "-1"}),
+        "sub not a number": token({"sub": "admin"}),
+        "sub past bigint": token({"sub": "9223372036854775808"}),
+        "sub SQL": token({"sub": "1 OR 1=1"}),
+        "sub of nobody": token({"sub": "987654321"}),
+        "sub max bigint": token({"sub": "9223372036854775807"}),
+        "two tokens": f"{valid} {valid}",
+    }
+    headers = {name: {"Authorization": f"Bearer {value}"} for name, value in bearer_only.items()}
+    headers.update({
+        "no header": {},
+        "empty bearer": {"Authorization": "Bearer "},
+        "scheme only": {"Authorization": "Bearer"},
+        "basic auth": {"Authorization": "Basic " + base64.b64encode(b"user:pass").decode()},
+        "token without scheme": {"Authorization": valid},
+        "token in a query-like header": {"X-Access-Token": valid},
+    })
+    return headers
+
+
+@pytest.fixture
+def scene(admin: psycopg.Connection, world: World) -> dict:
+    """An available slot, and an appointment with a distinctive reason that is cancelled,
+    and one that is booked; plus the strings that would betray them."""
+    free = make_slot(admin, world, NOW + timedelta(days=2, minutes=7))
+    booked = make_slot(admin, world, NOW + timedelta(days=3, minutes=13))
+    other = make_slot(admin, world, NOW + timedelta(days=4, minutes=17))
+    appointment = admin.execute("SELECT * FROM book_slot(%s, %s)",
+                                (world.patient_user, booked["id"])).fetchone()
+    gone = admin.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, other["id"])).fetchone()
+    reason = f"secret-reason-{uuid.uuid4().hex}"
+    admin.execute("SELECT * FROM cancel_appointment(%s, %s, %s)", (world.patient_user, gone["id"], reason))
+    person = admin.execute("SELECT email, name FROM users WHERE id = %s", (world.patient_user,)).fetchone()
+    return {"free": free["id"], "booked_slot": booked["id"], "appointment": appointment["id"],
+            "cancelled": gone["id"],
+            "secrets": [iso(booked["start_time"])[:19], iso(other["start_time"])[:19],
+                        iso(free["start_time"])[:19], reason, person["email"], person["name"],
+                        "patient_id", "slot_id", "cancellation_reason", "start_time"]}
+
+
+def snapshot(admin: psycopg.Connection) -> list:
+    return admin.execute(
+        "SELECT (SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM availability_slots t) AS slots, "
+        "(SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM appointments t) AS appointments, "
+        "(SELECT count(*) FROM appointment_history) AS history, "
+        "(SELECT count(*) FROM practitioner_booking_settings) AS settings").fetchall()
+
+
+def protected_requests(world: World, scene: dict) -> list[tuple[str, str, dict | None]]:
+    """Every protected endpoint, with a body that would succeed for the rightful caller."""
+    start = NOW + timedelta(days=9)
+    times = {"start_time": iso(start), "end_time": iso(start + timedelta(minutes=30))}
+    return [
+        ("POST", f"/v1/practitioners/{world.practitioner}/slots", times),
+        ("GET", f"/v1/practitioners/{world.practitioner}/slots", None),
+        ("GET", f"/v1/practitioners/{world.practitioner}/slots?date=2027-03-03", None),
+        ("GET", f"/v1/slots/{scene['free']}", None),
+        ("PATCH", f"/v1/slots/{scene['free']}", times),
+        ("DELETE", f"/v1/slots/{scene['free']}", None),
+        ("POST", "/v1/appointments", {"slot_id": scene["free"]}),
+        ("GET", f"/v1/appointments/{scene['appointment']}", None),
+        ("POST", f"/v1/appointments/{scene['appointment']}/cancel", {"reason": "x"}),
+        ("GET", f"/v1/patients/{world.patient}/appointments", None),
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:The HMAC key is:UserWarning")  # the HS512 forgery
+def test_every_protected_endpoint_refuses_bad_tokens(client, admin, world, scene, caplog):
+    caplog.set_level(logging.DEBUG)
+    before = snapshot(admin)
+    failures = []
+    attempts = 0
+    tokens = bad_tokens(world.practitioner_user)
+    for method, path, body in protected_requests(world, scene):
+        for name, headers in tokens.items():
+            response = client.open(path, method=method, headers=headers, json=body)
+            attempts += 1
+            text = response.get_data(as_text=True)
+            ok = (response.status_code == 401 and response.mimetype == "application/problem+json"
+                  and response.get_json()["code"] == "unauthorized"
+                  and response.headers.get("WWW-Authenticate", "").startswith("Bearer"))
+            if not ok:
+                failures.append(f"{method} {path} [{name}]: {response.status_code} {text[:150]}")
+            value = headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if len(value) > 8 and value in text:
+                failures.append(f"{method} {path} [{name}]: token echoed")
+    assert failures == [], "\n".join(failures)
+    assert attempts == len(tokens) * 10
+    assert snapshot(admin) == before
+    for headers in tokens.values():
+        value = headers.get("Authorization", "")
+        for part in value.split():
+            if len(part) > 16:
+                assert part not in caplog.text
+    # Health needs no token.
+    assert client.get("/v1/healthz").status_code == 200
+
+
+def test_a_good_token_passes(client, world, scene):
+    """Control: the same requests with a proper token are not refused for authentication."""
+    response = client.get(f"/v1/slots/{scene['free']}", headers=bearer(world.patient_user))
+    assert response.status_code == 200
+
+
+def matrix(world: World, scene: dict) -> list[tuple[str, str, dict | None, list[str], str]]:
+    """(method, path, body, callers who must be refused, the rightful caller)."""
+    start = NOW + timedelta(days=9)
+    times = {"start_time": iso(start), "end_time": iso(start + timedelta(minutes=30))}
+    outsiders = ["other_patient", "other_practitioner", "stranger"]
+    return [
+        ("POST", f"/v1/practitioners/{world.practitioner}/slots", times,
+         ["patient", *outsiders], "practitioner"),
+        ("PATCH", f"/v1/slots/{scene['free']}", times, ["patient", *outsiders], "practitioner"),
+        ("DELETE", f"/v1/slots/{scene['free']}", None, ["patient", *outsiders], "practitioner"),
+        ("PATCH", f"/v1/slots/{scene['booked_slot']}", times, ["patient", *outsiders], None),
+        ("DELETE", f"/v1/slots/{scene['booked_slot']}", None, ["patient", *outsiders], None),
+        ("POST", "/v1/appointments", {"slot_id": scene["free"]},
+         ["practitioner", "other_practitioner", "stranger"], "patient"),
+        ("GET", f"/v1/appointments/{scene['appointment']}", None, outsiders, "patient"),
+        ("GET", f"/v1/appointments/{scene['cancelled']}", None, outsiders, "practitioner"),
+        ("POST", f"/v1/appointments/{scene['appointment']}/cancel", {"reason": "x"}, outsiders, None),
+        ("POST", f"/v1/appointments/{scene['cancelled']}/cancel", {"reason": "x"}, outsiders, None),
+        ("GET", f"/v1/patients/{world.patient}/appointments", None,
+         ["practitioner", *outsiders], "patient"),
+    ]
+
+
+def test_access_matrix(client, admin, world, scene):
+    before = snapshot(admin)
+    failures = []
+    refused = 0
+    for method, path, body, callers, _ in matrix(world, scene):
+        for caller in callers:
+            response = client.open(path, method=method, json=body,
+                                   headers=bearer(getattr(world, f"{caller}_user")))
+            text = response.get_data(as_text=True)
+            if response.status_code not in (403, 404):
+                failures.append(f"{caller} {method} {path}: {response.status_code} {text[:150]}")
+                continue
+            refused += 1
+            payload = response.get_json()
+            if payload["code"] not in ("forbidden", "not_found") or set(payload) - PROBLEM_KEYS:
+                failures.append(f"{caller} {method} {path}: body {payload}")
+            leaked = [s for s in scene["secrets"] if s in text]
+            if leaked:
+                failures.append(f"{caller} {method} {path}: leaks {leaked}")
+    assert failures == [], "\n".join(failures)
+    assert refused == sum(len(row[3]) for row in matrix(world, scene))
+    assert snapshot(admin) == before
+    # Control: the rightful reader sees the data the others were denied.
+    for method, path, _, _, rightful in matrix(world, scene):
+        if method == "GET" and rightful:
+            response = client.get(path, headers=bearer(getattr(world, f"{rightful}_user")))
+            assert response.status_code == 200
+            assert any(s in response.get_data(as_text=True) for s in scene["secrets"][:4])
+
+
+def test_a_500_shows_nothing_and_logs_no_token(client, admin, world, scene, caplog):
+    """Break the database under the API (a function goes missing): the client gets a bare 500."""
+    caplog.set_level(logging.DEBUG)
+    admin.execute("DROP FUNCTION get_slot(bigint, bigint)")
+    client.check_contract = False  # a 500 is a bug, so the contract does not list it
+    headers = bearer(world.patient_user)
+    response = client.get(f"/v1/slots/{scene['free']}", headers=headers)
+    assert response.status_code == 500
+    body = response.get_json()
+    assert body["code"] == "internal_error" and set(body) <= PROBLEM_KEYS
+    text = response.get_data(as_text=True)
+    for word in ("get_slot", "function", "SELECT", "Traceback", "psycopg", "does not exist"):
+        assert word not in text
+    # The log has what an operator needs (the request id and the cause), and no token.
+    assert body["request_id"] in caplog.text
+    assert "get_slot" in caplog.text
+    assert headers["Authorization"].split()[1] not in caplog.text
+    assert "Bearer" not in caplog.text
