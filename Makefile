@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fuzz bench bench-smoke migrate clean
+.PHONY: run test lint fuzz torture model-long bench bench-smoke migrate clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ lint: $(STAMP)
 # make fuzz: the suite's schemathesis run with 20x the examples (a few minutes).
 fuzz: $(STAMP)
 	MEDBOOK_SCHEMATHESIS_EXAMPLES=500 $(BIN)/pytest -p no:cacheprovider tests/test_schemathesis.py
+
+# make torture: ten minutes of multi-process concurrency torture on a private server
+# (docs/OPERATIONS.md). make model-long: the model-based test with its long profile.
+TORTURE_SECONDS ?= 600
+TORTURE_WORKERS ?= 8
+torture: $(STAMP)
+	$(BIN)/python -m tests.torture --seconds $(TORTURE_SECONDS) --workers $(TORTURE_WORKERS)
+
+model-long: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -p no:cacheprovider -s tests/test_model.py
 
 # make bench: the benchmark of docs/PERFORMANCE.md (about 15 minutes; needs wrk, which
 # it installs with apt-get when run as root). bench-smoke: tiny sizes, for CI.
