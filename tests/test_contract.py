@@ -175,3 +175,43 @@ def test_contract_check_rejects_an_undocumented_success(app, raw_client):
     with pytest.raises(ContractViolationError, match="not an operation"):
         check_response(response)
 
+
+
+def _examples(document: dict):
+    """(where, schema, example value) for every example in the document."""
+    components = document["components"]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            bodies = [("request", operation.get("requestBody", {}))]
+            bodies += [(f"response {status}", response) for status, response in operation["responses"].items()]
+            for label, body in bodies:
+                if "$ref" in body:
+                    body = components["responses"][body["$ref"].rsplit("/", 1)[1]]
+                for media, content in body.get("content", {}).items():
+                    where = f"{method.upper()} {path} {label} {media}"
+                    if "example" in content:
+                        yield where, content["schema"], content["example"]
+                    for name, example in content.get("examples", {}).items():
+                        if "$ref" in example:
+                            example = components["examples"][example["$ref"].rsplit("/", 1)[1]]
+                        yield f"{where} ({name})", content["schema"], example["value"]
+            for parameter in operation.get("parameters", []) + item.get("parameters", []):
+                if "example" in parameter:
+                    yield f"{method.upper()} {path} parameter {parameter['name']}", parameter["schema"], \
+                        parameter["example"]
+
+
+def test_every_example_in_the_document_is_valid():
+    from openapi_schema_validator import OAS31Validator
+
+    document = openapi_document()
+    examples = list(_examples(document))
+    assert len(examples) > 20
+    problems = []
+    for where, schema, value in examples:
+        validator = OAS31Validator({**schema, "components": document["components"]},
+                                   format_checker=OAS31Validator.FORMAT_CHECKER)
+        problems += [f"{where}: {error.message}" for error in validator.iter_errors(value)]
+    assert not problems, "\n".join(problems)
