@@ -221,13 +221,29 @@ def test_registry_and_mapping_agree():
 
 # API reference -------------------------------------------------------------------
 
+def operation_specific_codes(operation: dict) -> set[str]:
+    """Problem codes an operation lists for 403, 404, 409 and 422 (the others are common to all)."""
+    responses = openapi_document()["components"]["responses"]
+    codes = set()
+    for status, response in operation["responses"].items():
+        if status not in ("403", "404", "409", "422"):
+            continue
+        if "$ref" in response:
+            response = responses[response["$ref"].rsplit("/", 1)[1]]
+        schema = response["content"]["application/problem+json"]["schema"]
+        codes |= set(schema["allOf"][1]["properties"]["code"]["enum"])
+    return codes
+
+
 def test_design_api_reference_matches_the_contract():
-    """Each operation has a `### METHOD path` entry whose 'Statuses:' line equals the contract's."""
+    """Each operation has a `### METHOD path` entry whose 'Statuses:' line equals the contract's,
+    and which names every operation-specific problem code the contract lists."""
     section = design_section(3)
-    entries = {}
+    entries, bodies = {}, {}
     for method, path, body in re.findall(r"^### `([A-Z]+) (/[^`]*)`[^\n]*\n(.*?)(?=^### |\Z)", section,
                                          flags=re.S | re.M):
         statuses = re.search(r"^Statuses: (.+)$", body, flags=re.M)
+        bodies[(method, path)] = body
         entries[(method, path)] = set(re.findall(r"\b[1-5][0-9]{2}\b", statuses.group(1))) if statuses else None
     problems = []
     for path, item in openapi_document()["paths"].items():
@@ -241,6 +257,10 @@ def test_design_api_reference_matches_the_contract():
             elif entries[key] != contract:
                 problems.append(f"{key[0]} {path}: DESIGN.md lists statuses {sorted(entries[key] or [])}, "
                                 f"api/openapi.json {sorted(contract)}")
+            if key in entries:
+                for code in sorted(operation_specific_codes(operation)):
+                    if f"`{code}`" not in bodies[key]:
+                        problems.append(f"{key[0]} {path}: problem code {code} is not explained in DESIGN.md")
     documented = {(m.upper(), p) for p, item in openapi_document()["paths"].items() for m in item
                   if m in HTTP_METHODS}
     for key in sorted(set(entries) - documented):
