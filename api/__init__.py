@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 
-from . import appointments, docs, errors, slots
+from . import appointments, docs, errors, practitioners, slots
 from .db import Database
 
 log = logging.getLogger("medbook.api")
@@ -89,6 +89,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(slots.bp)
     app.register_blueprint(appointments.bp)
+    app.register_blueprint(practitioners.bp)
     app.register_blueprint(docs.bp)
     errors.register(app)
     return app

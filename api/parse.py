@@ -67,6 +67,16 @@ def body_id(body: dict[str, Any], name: str) -> int:
     return value
 
 
+def body_int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    """An integer (not a boolean) within [low, high], or None when absent or null."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if type(value) is not int or not low <= value <= high:
+        raise _bad(f"{name} must be an integer")
+    return value
+
+
 def body_time(body: dict[str, Any], name: str) -> datetime | None:
     """An RFC 3339 timestamp with an offset, or None when the field is absent."""
     if name not in body:

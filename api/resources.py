@@ -34,3 +34,11 @@ def appointment(row: dict[str, Any]) -> dict[str, Any]:
         "cancelled_by": row["cancelled_by"],
         "cancellation_reason": row["cancellation_reason"],
     }
+
+
+def settings(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "practitioner_id": row["practitioner_id"],
+        "time_zone": row["time_zone"],
+        "cancellation_notice_minutes": int(row["cancellation_notice"].total_seconds() // 60),
+    }

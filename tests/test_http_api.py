@@ -322,3 +322,61 @@ def test_unknown_route_and_method(client, world):
     response = client.put("/v1/appointments", headers=bearer(world.patient_user))
     assert_problem(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
+
+
+# A practitioner's own view -----------------------------------------------------
+
+def test_practitioner_lists_upcoming_appointments(client, world):
+    later = book(client, world.other_patient_user, new_slot(client, world, START + timedelta(days=1)).get_json()["id"])
+    sooner = book(client, world.patient_user, new_slot(client, world).get_json()["id"])
+    url = f"/v1/practitioners/{world.practitioner}/appointments"
+    response = client.get(url, headers=bearer(world.practitioner_user))
+    assert response.status_code == 200
+    assert [a["id"] for a in response.get_json()["data"]] == [sooner.get_json()["id"], later.get_json()["id"]]
+    for user in (world.other_practitioner_user, world.patient_user):
+        body = assert_problem(client.get(url, headers=bearer(user)), 403, "forbidden")
+        assert "data" not in body
+    assert_problem(client.get(f"{url}?limit=5", headers=bearer(world.practitioner_user)), 400, "validation_error")
+    assert_problem(client.get("/v1/practitioners/999999/appointments", headers=bearer(world.practitioner_user)),
+                   404, "not_found")
+
+
+def test_booking_settings(client, world):
+    url = f"/v1/practitioners/{world.practitioner}/settings"
+    defaults = {"practitioner_id": world.practitioner, "time_zone": "UTC", "cancellation_notice_minutes": 1440}
+    assert client.get(url, headers=bearer(world.patient_user)).get_json() == defaults
+
+    response = client.patch(url, headers=bearer(world.practitioner_user),
+                            json={"time_zone": "Europe/London", "cancellation_notice_minutes": 90})
+    assert response.status_code == 200
+    changed = {**defaults, "time_zone": "Europe/London", "cancellation_notice_minutes": 90}
+    assert response.get_json() == changed
+    assert client.get(url, headers=bearer(world.other_patient_user)).get_json() == changed
+    response = client.patch(url, headers=bearer(world.practitioner_user), json={"cancellation_notice_minutes": 0})
+    assert response.get_json() == {**changed, "cancellation_notice_minutes": 0}
+
+    for body in ({"time_zone": "Mars/Base"}, {"time_zone": None}, {"cancellation_notice_minutes": 43201},
+                 {"cancellation_notice_minutes": -1}, {"cancellation_notice_minutes": True},
+                 {"cancellation_notice_minutes": 10**30}, {"cancellation_notice_minutes": "60"}, {"tz": "UTC"}):
+        assert_problem(client.patch(url, headers=bearer(world.practitioner_user), json=body), 400, "validation_error")
+    assert_problem(client.patch(url, headers=bearer(world.other_practitioner_user), json={"time_zone": "UTC"}),
+                   403, "forbidden")
+    assert_problem(client.patch(url, headers=bearer(world.patient_user), json={"time_zone": "UTC"}), 403, "forbidden")
+    unchanged = client.get(url, headers=bearer(world.patient_user)).get_json()
+    assert unchanged == {**changed, "cancellation_notice_minutes": 0}
+    assert_problem(client.get("/v1/practitioners/999999/settings", headers=bearer(world.patient_user)),
+                   404, "not_found")
+
+
+def test_settings_drive_the_date_filter_and_the_window(client, admin, world):
+    url = f"/v1/practitioners/{world.practitioner}/settings"
+    client.patch(url, headers=bearer(world.practitioner_user),
+                 json={"time_zone": "Pacific/Auckland", "cancellation_notice_minutes": 60})
+    slot = new_slot(client, world).get_json()  # 2027-03-04T12:00Z is 2027-03-05 01:00 in Auckland
+    listed = client.get(f"/v1/practitioners/{world.practitioner}/slots?date=2027-03-05",
+                        headers=bearer(world.patient_user)).get_json()["data"]
+    assert [s["id"] for s in listed] == [slot["id"]]
+    appointment = book(client, world.patient_user, slot["id"]).get_json()
+    set_clock(admin, START - timedelta(minutes=61))
+    response = client.post(f"/v1/appointments/{appointment['id']}/cancel", headers=bearer(world.patient_user))
+    assert response.status_code == 200

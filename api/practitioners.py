@@ -1,0 +1,53 @@
+"""A practitioner's own view: who is coming, and their booking settings."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, current_app, jsonify
+
+from . import parse, resources
+from .auth import current_user_id
+from .errors import ApiError
+
+bp = Blueprint("practitioners", __name__, url_prefix="/v1")
+
+# Parsing bound only (a timedelta must fit); the rule (0 to 30 days) is the database's.
+NOTICE_MINUTES_MAX = 10**9
+
+
+def _db():
+    return current_app.extensions["medbook_db"]
+
+
+@bp.get("/practitioners/<practitioner_id>/appointments")
+def list_practitioner_appointments(practitioner_id: str):
+    """The signed-in practitioner's upcoming booked appointments, soonest first."""
+    user_id = current_user_id()
+    pid = parse.path_id(practitioner_id, "practitioner_id")
+    parse.query_args(set())
+    rows = _db().call("list_practitioner_appointments", user_id, pid, 100)
+    return jsonify({"data": [resources.appointment(row) for row in rows]})
+
+
+@bp.get("/practitioners/<practitioner_id>/settings")
+def get_booking_settings(practitioner_id: str):
+    """A practitioner's booking time zone and cancellation notice, to any signed-in user."""
+    user_id = current_user_id()
+    row = _db().call_one("get_booking_settings", user_id, parse.path_id(practitioner_id, "practitioner_id"))
+    return jsonify(resources.settings(row))
+
+
+@bp.patch("/practitioners/<practitioner_id>/settings")
+def set_booking_settings(practitioner_id: str):
+    """Change the time zone and/or the cancellation notice (that practitioner only)."""
+    user_id = current_user_id()
+    pid = parse.path_id(practitioner_id, "practitioner_id")
+    body = parse.json_body({"time_zone", "cancellation_notice_minutes"})
+    if None in body.values():
+        raise ApiError(400, "Settings cannot be null; leave a field out to keep it.")
+    time_zone = parse.body_text(body, "time_zone", 64)
+    minutes = parse.body_int(body, "cancellation_notice_minutes", -NOTICE_MINUTES_MAX, NOTICE_MINUTES_MAX)
+    row = _db().call_one("set_booking_settings", user_id, pid, time_zone,
+                         None if minutes is None else timedelta(minutes=minutes))
+    return jsonify(resources.settings(row))
