@@ -25,8 +25,10 @@ Without --database-url it starts a private PostgreSQL in a temporary directory.
 from __future__ import annotations
 
 import argparse
+import atexit
 import multiprocessing
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -258,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
         from api import pgserver, schema
 
-        data_dir = Path(tempfile.mkdtemp(prefix="medbook-torture-")) / "data"
+        parent = Path(tempfile.mkdtemp(prefix="medbook-torture-"))
+        # Registered first, so it runs after the server's own clean-up at exit.
+        atexit.register(shutil.rmtree, parent, ignore_errors=True)
+        data_dir = parent / "data"
         conninfo = pgserver.start(data_dir, dbname="torture", keep=False,
                                   settings={"max_connections": "100"})
         schema.migrate(conninfo)
