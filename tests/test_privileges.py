@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from conftest import NOW, World, make_slot
+from conftest import NOW, ROOT, World, make_slot
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
@@ -164,6 +164,7 @@ def test_api_role_cannot_escape_through_a_temp_function(api_login, world):
                              (world.practitioner_user, world.practitioner, NOW + timedelta(hours=1),
                               NOW + timedelta(hours=2))).fetchone()
     assert slot["created_at"] == NOW
+    api_login.execute("DROP FUNCTION pg_temp.booking_now()")  # so the role can be dropped at once
 
 
 def test_reporting_role_reads_only_the_views(reporting_login, booked, world):
@@ -251,3 +252,23 @@ def test_ownership_and_execute_grants(admin):
     for f in functions:
         if f["prosecdef"]:
             assert f["proconfig"] == ["search_path=pg_catalog, public, pg_temp"], f["proname"]
+
+
+def test_reporting_views_migration_rolls_back_and_applies_again(admin):
+    migrations = ROOT / "db" / "migrations"
+    forward = (migrations / "0004_reporting_views.sql").read_text()
+    backward = (migrations / "0004_reporting_views.rollback.sql").read_text()
+
+    def views() -> set[str]:
+        rows = admin.execute("SELECT viewname FROM pg_views WHERE schemaname = 'public' "
+                             "AND has_table_privilege('medbook_reporting', format('%I.%I', schemaname, viewname), "
+                             "'SELECT')")
+        return {row["viewname"] for row in rows}
+
+    assert views() == set(VIEWS)
+    with admin.transaction():
+        admin.execute(backward)
+    assert views() == set()
+    with admin.transaction():
+        admin.execute(forward)
+    assert views() == set(VIEWS)
