@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -14,6 +15,18 @@ from psycopg_pool import ConnectionPool
 # do not produce them at READ COMMITTED, so this is a guard, not a path.
 RETRY_STATES = {"40001", "40P01"}
 RETRIES = 3
+
+
+@lru_cache(maxsize=128)
+def _call_query(function: str, nargs: int) -> str:
+    """SELECT * FROM function(%s, ...), composed once per function and arity.
+
+    A plain string, so psycopg's own query cache and its automatic prepared
+    statements (after prepare_threshold uses) apply without re-composing it
+    on every request.
+    """
+    return sql.SQL("SELECT * FROM {}({})").format(
+        sql.Identifier(function), sql.SQL(", ").join(sql.Placeholder() * nargs)).as_string()
 
 
 class Database:
@@ -56,8 +69,7 @@ class Database:
 
     def call(self, function: str, *args: Any) -> list[dict[str, Any]]:
         """Runs SELECT * FROM function(args) in its own transaction and returns the rows."""
-        query = sql.SQL("SELECT * FROM {}({})").format(
-            sql.Identifier(function), sql.SQL(", ").join(sql.Placeholder() * len(args)))
+        query = _call_query(function, len(args))
         for attempt in range(RETRIES):
             try:
                 with self.pool.connection() as conn:
