@@ -9,7 +9,7 @@ same server, so the ratios mean something on a noisy, shared machine:
   4. list_available_slots() for one practitioner and date: p50, p99 and the plan;
   5. one hot slot: many clients released together, exactly one winner per round;
   6. HTTP: the real app under gunicorn (authentication on), driven by wrk, against a
-     bare Flask endpoint calling the same function;
+     bare Flask endpoint calling the same function and a direct book_slot run just before;
   7. resident memory of a gunicorn worker after the HTTP run.
 
 Runs are interleaved (baseline, booking, baseline, booking, ...) and each
@@ -531,13 +531,20 @@ def http_runs(conninfo: str, sizes: Sizes, cursor: int, limit: int, workdir: Pat
     common = {"BENCH_TOKENS": ",".join(tokens), "BENCH_USERS": ",".join(map(str, people)),
               "BENCH_PRACTITIONERS": str(sizes.practitioners),
               "BENCH_DATES": ",".join(str(FIRST_DAY + timedelta(days=d)) for d in range(sizes.days))}
-    runs: dict[str, dict[int, list[dict]]] = {"http_book": {}, "bare_book": {}, "http_slots": {}}
+    runs: dict[str, dict[int, list[dict]]] = {"direct_book": {}, "http_book": {}, "bare_book": {}, "http_slots": {}}
     rss: list[int] = []
     with gunicorn("api:create_app()", env) as (real, real_server), \
             gunicorn("bench.bare_app:create_app()", env) as (bare, _bare_server):
         for rep in range(sizes.reps):
             for clients in sizes.clients:
-                line = []
+                # Direct book_slot right before its HTTP counterparts, so that
+                # "HTTP over direct" is a ratio of neighbouring runs too.
+                direct = pgbench(conninfo, [], clients=clients, seconds=sizes.http_seconds, script="book_slot.sql",
+                                 defines={"n": 0, "offset": cursor, "clients": clients,
+                                          "patient_user_base": sizes.practitioners, "patients": sizes.patients})
+                runs["direct_book"].setdefault(clients, []).append({**direct, "rps": direct["tps"]})
+                cursor = max_booked_slot(conninfo, limit)
+                line = [f"direct_book {direct['tps']:7.0f} tps"]
                 for name, base in (("http_book", real), ("bare_book", bare)):
                     before = count_appointments(conninfo, "booked")
                     result = wrk(wrk_bin, base, {**common, "BENCH_MODE": "book", "BENCH_SLOT_BASE": str(cursor)},
@@ -600,6 +607,7 @@ def report(results: dict[str, Any]) -> str:
         row("bare Flask book_slot (req/s)", h["bare_rps"])
         row("HTTP GET slots?date= (req/s)", h["slots_rps"])
         row("  p99 (ms)", h["slots_p99_ms"], "{:12.1f}")
+        row("book_slot direct, paired (tps)", h["direct_book_tps"])
         row("HTTP booking / direct book_slot", h["http_over_direct"], "{:12.2f}")
         row("real app / bare app", h["real_over_bare"], "{:12.2f}")
     else:
@@ -779,8 +787,8 @@ def main(argv: list[str] | None = None) -> int:
             "slots_rps": summarise(r["http_slots"], "rps"), "slots_p50_ms": summarise(r["http_slots"], "p50_ms"),
             "slots_p99_ms": summarise(r["http_slots"], "p99_ms"),
             "real_over_bare": ratios_within_run(r["http_book"], r["bare_book"], "rps"),
-            "http_over_direct": {str(c): summarise(r["http_book"], "rps")[str(c)]
-                                 / summarise(direct["book_slot"], "tps")[str(c)] for c in sizes.clients},
+            "direct_book_tps": summarise(r["direct_book"], "rps"),
+            "http_over_direct": ratios_within_run(r["http_book"], r["direct_book"], "rps"),
             "worker_rss_bytes": http["worker_rss_bytes"], "gunicorn_argv": http["gunicorn_argv"],
             "runs": r,
         }
