@@ -123,6 +123,9 @@ def protected_requests(world: World, scene: dict) -> list[tuple[str, str, dict |
         ("GET", f"/v1/appointments/{scene['appointment']}", None),
         ("POST", f"/v1/appointments/{scene['appointment']}/cancel", {"reason": "x"}),
         ("GET", f"/v1/patients/{world.patient}/appointments", None),
+        ("GET", f"/v1/practitioners/{world.practitioner}/appointments", None),
+        ("GET", f"/v1/practitioners/{world.practitioner}/settings", None),
+        ("PATCH", f"/v1/practitioners/{world.practitioner}/settings", {"time_zone": "Europe/Paris"}),
     ]
 
 
@@ -147,7 +150,7 @@ def test_every_protected_endpoint_refuses_bad_tokens(client, admin, world, scene
             if len(value) > 8 and value in text:
                 failures.append(f"{method} {path} [{name}]: token echoed")
     assert failures == [], "\n".join(failures)
-    assert attempts == len(tokens) * 10
+    assert attempts == len(tokens) * len(protected_requests(world, scene))
     assert snapshot(admin) == before
     for headers in tokens.values():
         value = headers.get("Authorization", "")
@@ -184,6 +187,10 @@ def matrix(world: World, scene: dict) -> list[tuple[str, str, dict | None, list[
         ("POST", f"/v1/appointments/{scene['cancelled']}/cancel", {"reason": "x"}, outsiders, None),
         ("GET", f"/v1/patients/{world.patient}/appointments", None,
          ["practitioner", *outsiders], "patient"),
+        ("GET", f"/v1/practitioners/{world.practitioner}/appointments", None,
+         ["patient", *outsiders], "practitioner"),
+        ("PATCH", f"/v1/practitioners/{world.practitioner}/settings", {"time_zone": "Europe/Paris"},
+         ["patient", *outsiders], None),
     ]
 
 

@@ -151,6 +151,8 @@ def body_endpoints(scene: Scene) -> list[tuple[str, str, int, dict]]:
          {"start_time": VALID_START, "end_time": VALID_END}),
         ("POST", "/v1/appointments", w.patient_user, {"slot_id": scene.slot}),
         ("POST", f"/v1/appointments/{scene.appointment}/cancel", w.patient_user, {"reason": "ill"}),
+        ("PATCH", f"/v1/practitioners/{w.practitioner}/settings", w.practitioner_user,
+         {"time_zone": "Europe/London", "cancellation_notice_minutes": 120}),
     ]
 
 
@@ -185,8 +187,9 @@ def test_broken_bodies(client, admin, scene):
              415, "unsupported_media_type"),
         ]
         if not path.endswith("/cancel"):  # cancel's body is optional: empty means no reason
-            cases += [("empty body", {"raw": b""}, 400, "validation_error"),
-                      ("empty object", {"body": {}}, 400, "validation_error")]
+            cases += [("empty body", {"raw": b""}, 400, "validation_error")]
+        if not path.endswith(("/cancel", "/settings")):  # {} there: no reason, no change (200)
+            cases += [("empty object", {"body": {}}, 400, "validation_error")]
         for label, spec, status, code in cases:
             response = send(client, method, path, user, spec.get("body"), raw=spec.get("raw"),
                             content_type=spec.get("content_type", "application/json"))
@@ -269,6 +272,25 @@ def test_bad_reasons(client, admin, scene):
     assert snapshot(admin) == before
 
 
+def test_bad_settings(client, admin, scene):
+    before = snapshot(admin)
+    failures: list[str] = []
+    path = f"/v1/practitioners/{scene.world.practitioner}/settings"
+    zones = [None, 123, True, ["UTC"], "", "Mars/Olympus_Mons", "europe/london", "+05:00",
+             "A" * 65, "UTC\x00", "\ud800", *INJECTIONS]
+    minutes = [None, "60", 60.0, 1.5, True, False, [60], -1, 30 * 24 * 60 + 1, 10**9 + 1,
+               BIGINT_MAX + 1, 10**30]
+    for value in zones:
+        check(send(client, "PATCH", path, scene.world.practitioner_user, {"time_zone": value}),
+              400, "validation_error", f"time_zone={value!r:.40}", failures)
+    for value in minutes:
+        check(send(client, "PATCH", path, scene.world.practitioner_user,
+                   {"cancellation_notice_minutes": value}),
+              400, "validation_error", f"cancellation_notice_minutes={value!r:.40}", failures)
+    assert failures == [], "\n".join(failures)
+    assert snapshot(admin) == before
+
+
 @pytest.mark.parametrize("reason", ["é" * 1000, "😀" * 1000, "中文" * 500,
                                     "Ünïcödé – “quotes” ‘and’ ½ ∞ \u200b zero-width",  # noqa: RUF001
                                     "'; DROP TABLE users;--"])
@@ -298,6 +320,9 @@ def test_bad_path_ids(client, admin, scene):
             ("GET", f"/v1/appointments/{raw}", w.patient_user, None),
             ("POST", f"/v1/appointments/{raw}/cancel", w.patient_user, {"reason": "ill"}),
             ("GET", f"/v1/patients/{raw}/appointments", w.patient_user, None),
+            ("GET", f"/v1/practitioners/{raw}/appointments", w.practitioner_user, None),
+            ("GET", f"/v1/practitioners/{raw}/settings", w.patient_user, None),
+            ("PATCH", f"/v1/practitioners/{raw}/settings", w.practitioner_user, {"time_zone": "UTC"}),
         ]
         for method, path, user, body in requests:
             check(send(client, method, path, user, body), status, code, f"{method} {path}", failures)
@@ -338,6 +363,8 @@ def test_bad_queries(client, admin, scene):
               f"GET slots?{query}", failures)
     check(send(client, "GET", f"/v1/patients/{w.patient}/appointments?limit=5", w.patient_user),
           400, "validation_error", "patient list with limit", failures)
+    check(send(client, "GET", f"/v1/practitioners/{w.practitioner}/appointments?status=booked",
+               w.practitioner_user), 400, "validation_error", "practitioner list with status", failures)
     # Far but valid dates are simply empty.
     for query in ("date=9999-12-31", "date=0001-01-01", "date=2027-03-01&tz=Pacific/Kiritimati"):
         response = send(client, "GET", f"{slots}?{query}", w.patient_user)
