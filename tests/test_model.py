@@ -36,8 +36,10 @@ from hypothesis.stateful import (
 )
 from psycopg.rows import dict_row
 
+# The suite's profile is derandomized: the same 100 sequences every run, so CI cannot
+# flake on the coverage assertions below; the long profile explores new ones each time.
 PROFILES = {
-    "default": settings(max_examples=100, stateful_step_count=50, deadline=None,
+    "default": settings(max_examples=100, stateful_step_count=50, deadline=None, derandomize=True,
                         suppress_health_check=[HealthCheck.too_slow]),
     "long": settings(max_examples=2000, stateful_step_count=80, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow]),
