@@ -364,6 +364,26 @@ class BookingMachine(RuleBasedStateMachine):
                 self.model.practitioner_user[appointment.practitioner]]), label="rightful")
         actor = self.actor(data, "patient", "other_patient", "practitioner", "other_practitioner",
                            "stranger", likely=rightful)
+        self.cancel_as(actor, aid, reason)
+
+    @precondition(lambda self: any(a.status == "booked" for a in self.model.appointments.values()))
+    @rule(data=st.data(), nudge=st.sampled_from([-1, 0, 1]),
+          by=st.sampled_from(["patient", "practitioner"]), reason=REASONS)
+    def cancel_at_the_deadline(self, data, nudge, by, reason):
+        """The clock one second before, at, or after the caller's deadline, then cancel."""
+        booked = sorted(aid for aid, a in self.model.appointments.items() if a.status == "booked")
+        aid = data.draw(st.sampled_from(booked), label="appointment_id")
+        appointment = self.model.appointments[aid]
+        if by == "patient":
+            actor = {v: k for k, v in self.model.patient_of_user.items()}[appointment.patient]
+            deadline = appointment.start - self.model.notice.get(appointment.practitioner, DAY)
+        else:
+            actor = self.model.practitioner_user[appointment.practitioner]
+            deadline = appointment.start
+        self.set_clock(deadline + timedelta(seconds=nudge))
+        self.cancel_as(actor, aid, reason)
+
+    def cancel_as(self, actor: int, aid: int, reason: str | None) -> None:
         row = self.call(self.model.cancel(actor, aid, reason), "cancel_appointment", actor, aid, reason)
         if row:
             appointment = self.model.appointments[aid]
