@@ -1,5 +1,6 @@
 /* Why: a practitioner chooses the zone their dates are read in and how much
-   notice patients must give to cancel. NULL keeps the current value. */
+   notice patients must give to cancel. NULL keeps the current value; both
+   NULL is MB400 (nothing to update). */
 CREATE OR REPLACE FUNCTION set_booking_settings(
     p_actor_user_id       bigint,
     p_practitioner_id     bigint,
@@ -17,6 +18,10 @@ DECLARE
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     PERFORM booking_require_practitioner(p_actor_user_id, p_practitioner_id);
+    IF p_time_zone IS NULL AND p_cancellation_notice IS NULL THEN
+        RAISE EXCEPTION 'nothing to update'
+            USING ERRCODE = 'MB400', HINT = 'Give a time zone, a cancellation notice or both.';
+    END IF;
     IF p_time_zone IS NOT NULL AND NOT EXISTS (SELECT 1 FROM time_zones WHERE name = p_time_zone) THEN
         RAISE EXCEPTION 'unknown time zone'
             USING ERRCODE = 'MB400', DETAIL = format('time_zone=%s', left(p_time_zone, 64)),
