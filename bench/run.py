@@ -87,7 +87,7 @@ class Sizes:
 
 FULL = Sizes(practitioners=10_000, days=12, patients=1_000, clients=(1, 8, 32), reps=3, seconds=10,
              list_seconds=5, hot_clients=64, hot_rounds=1_000, http_seconds=10, pgbench_scale=10)
-SMOKE = Sizes(practitioners=100, days=12, patients=50, clients=(1, 4), reps=1, seconds=1,
+SMOKE = Sizes(practitioners=500, days=12, patients=50, clients=(1, 4), reps=1, seconds=1,
               list_seconds=1, hot_clients=8, hot_rounds=20, http_seconds=1, pgbench_scale=1)
 
 
@@ -737,13 +737,17 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"bench: pgbench -i failed:\n{init.stderr[-2000:]}")
 
         # Slot ids 1..limit serve bookings (direct, HTTP, hot slot) from a rising
-        # cursor; the ones above limit are pre-booked for the cancellation runs.
+        # cursor; the ones above limit are pre-booked for the cancellation runs:
+        # twice what the fastest booking run would have cancelled in every run,
+        # and never more than half of the slots still free.
         total = sizes.slots
-        reserve = total // 5
-        limit = total - reserve
         cursor = 0
         log("direct: pgbench -N and book_slot")
-        direct, cursor = direct_runs(conninfo, sizes, cursor, limit)
+        direct, cursor = direct_runs(conninfo, sizes, cursor, total)
+        fastest = max(run["tps"] for runs in direct["book_slot"].values() for run in runs)
+        reserve = min(int(2 * fastest * sizes.seconds * sizes.reps * len(sizes.clients)) + 1000,
+                      (total - cursor) // 2)
+        limit = total - reserve
         log(f"pre-booking {reserve:,} appointments for the cancellation runs")
         appt_offset = prebook(conninfo, sizes, limit, reserve)
         log("direct: cancel_appointment")
