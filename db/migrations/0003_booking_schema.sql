@@ -143,31 +143,33 @@ AS $$
 /* Deferred to commit: a slot is 'booked' exactly when it has a booked appointment.
    Fired for every slot row and appointment row a transaction wrote; an
    appointment that moved off a slot (ON DELETE SET NULL) checks both sides.
+   Each check is one probe of appointments_one_booked_per_slot (which also
+   rules out a second booked appointment), kept this small because it runs
+   twice per booking and twice per cancellation.
    SECURITY DEFINER because before PostgreSQL 17 a deferred trigger runs as the
    role current at COMMIT (medbook_api, which cannot read the tables), not as
    the booking function that queued it. It only reads. */
 DECLARE
-    v_slot_ids bigint[];
-    v_slot_id  bigint;
-    v_status   text;
-    v_booked   bigint;
+    v_slot_id bigint;
 BEGIN
     IF TG_TABLE_NAME = 'availability_slots' THEN
-        v_slot_ids := ARRAY[NEW.id];
-    ELSIF TG_OP = 'UPDATE' THEN
-        v_slot_ids := ARRAY[OLD.slot_id, NEW.slot_id];
-    ELSE
-        v_slot_ids := ARRAY[NEW.slot_id];
+        IF (NEW.status = 'booked') IS DISTINCT FROM EXISTS (
+                SELECT 1 FROM appointments a WHERE a.slot_id = NEW.id AND a.status = 'booked') THEN
+            RAISE EXCEPTION 'slot % has status % and a booked appointment count that disagrees', NEW.id, NEW.status
+                USING ERRCODE = 'check_violation',
+                      CONSTRAINT = 'availability_slots_booking_consistency',
+                      HINT = 'Book and cancel through book_slot() and cancel_appointment().';
+        END IF;
+        RETURN NULL;
     END IF;
 
-    FOR v_slot_id, v_status, v_booked IN
-        SELECT s.id, s.status,
-               (SELECT count(*) FROM appointments a WHERE a.slot_id = s.id AND a.status = 'booked')
-          FROM availability_slots s
-         WHERE s.id = ANY (v_slot_ids)
-    LOOP
-        IF (v_status = 'booked') <> (v_booked = 1) THEN
-            RAISE EXCEPTION 'slot % has status % and % booked appointment(s)', v_slot_id, v_status, v_booked
+    FOREACH v_slot_id IN ARRAY ARRAY[CASE WHEN TG_OP = 'UPDATE' THEN OLD.slot_id END, NEW.slot_id] LOOP
+        IF v_slot_id IS NOT NULL AND EXISTS (
+                SELECT 1 FROM availability_slots s
+                 WHERE s.id = v_slot_id
+                   AND (s.status = 'booked') IS DISTINCT FROM EXISTS (
+                       SELECT 1 FROM appointments a WHERE a.slot_id = s.id AND a.status = 'booked')) THEN
+            RAISE EXCEPTION 'slot %''s status disagrees with its booked appointments', v_slot_id
                 USING ERRCODE = 'check_violation',
                       CONSTRAINT = 'availability_slots_booking_consistency',
                       HINT = 'Book and cancel through book_slot() and cancel_appointment().';
