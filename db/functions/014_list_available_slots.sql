@@ -24,14 +24,8 @@ DECLARE
     v_to        timestamptz;
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
-    IF NOT EXISTS (SELECT 1 FROM practitioners WHERE id = p_practitioner_id) THEN
-        RAISE EXCEPTION 'practitioner not found'
-            USING ERRCODE = 'MB404', DETAIL = format('practitioner_id=%s', p_practitioner_id);
-    END IF;
-    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 500 THEN
-        RAISE EXCEPTION 'limit must be between 1 and 500'
-            USING ERRCODE = 'MB400', DETAIL = format('limit=%s', p_limit);
-    END IF;
+    PERFORM booking_require_practitioner_exists(p_practitioner_id);
+    PERFORM booking_require_limit(p_limit);
 
     IF p_date IS NULL THEN
         RETURN QUERY

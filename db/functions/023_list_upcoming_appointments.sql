@@ -24,10 +24,7 @@ BEGIN
         RAISE EXCEPTION 'patients see only their own appointments'
             USING ERRCODE = 'MB403', DETAIL = format('patient_id=%s user_id=%s', p_patient_id, p_actor_user_id);
     END IF;
-    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 500 THEN
-        RAISE EXCEPTION 'limit must be between 1 and 500'
-            USING ERRCODE = 'MB400', DETAIL = format('limit=%s', p_limit);
-    END IF;
+    PERFORM booking_require_limit(p_limit);
     RETURN QUERY
         SELECT * FROM appointments
          WHERE patient_id = p_patient_id AND status = 'booked' AND start_time > booking_now()

@@ -15,10 +15,7 @@ AS $$
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     PERFORM booking_require_practitioner(p_actor_user_id, p_practitioner_id);
-    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 500 THEN
-        RAISE EXCEPTION 'limit must be between 1 and 500'
-            USING ERRCODE = 'MB400', DETAIL = format('limit=%s', p_limit);
-    END IF;
+    PERFORM booking_require_limit(p_limit);
     RETURN QUERY
         SELECT * FROM appointments
          WHERE practitioner_id = p_practitioner_id AND status = 'booked' AND start_time > booking_now()

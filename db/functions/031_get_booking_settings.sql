@@ -15,10 +15,7 @@ DECLARE
     v_settings practitioner_booking_settings;
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
-    IF NOT EXISTS (SELECT 1 FROM practitioners WHERE id = p_practitioner_id) THEN
-        RAISE EXCEPTION 'practitioner not found'
-            USING ERRCODE = 'MB404', DETAIL = format('practitioner_id=%s', p_practitioner_id);
-    END IF;
+    PERFORM booking_require_practitioner_exists(p_practitioner_id);
     SELECT * INTO v_settings FROM practitioner_booking_settings WHERE practitioner_id = p_practitioner_id;
     IF NOT FOUND THEN
         v_settings := ROW(p_practitioner_id, 'UTC', interval '24 hours', NULL)::practitioner_booking_settings;
