@@ -392,7 +392,7 @@ def test_database_restart_under_http_load(private_server: PrivateServer, tmp_pat
         stopping_at = time.monotonic()
         private_server.stop()
         down_at = time.monotonic()
-        time.sleep(4)
+        time.sleep(6)  # long enough for several whole requests (each up to the 2 s pool timeout)
         up_started = time.monotonic()
         private_server.start()
         up_at = time.monotonic()
@@ -407,7 +407,7 @@ def test_database_restart_under_http_load(private_server: PrivateServer, tmp_pat
         during = [s for s in samples if s.at > down_at + 0.1 and s.at + s.elapsed < up_started]
         after = [s for s in samples if s.at >= up_at]
         assert before and all(s.status == 200 for s in before)
-        assert len(during) >= 4 and all(s.status == 503 for s in during), Counter(s.status for s in during)
+        assert len(during) >= 2 and all(s.status == 503 for s in during), Counter(s.status for s in during)
         assert all(s.code == "service_unavailable" and s.retry_after == "2" for s in samples
                    if s.status == 503)
         # Never a hung request: at most the pool timeout (2 s) and a little.
