@@ -291,6 +291,19 @@ def pgbench(conninfo: str, args: list[str], *, clients: int, seconds: int, scrip
     return result
 
 
+def counted_run(conninfo: str, sizes: Sizes, script: str, status: str, *, clients: int, offset: int) -> dict:
+    """One pgbench run of a distinct-row script; the appointments reaching status must match its transactions."""
+    before = count_appointments(conninfo, status)
+    result = pgbench(conninfo, [], clients=clients, seconds=sizes.seconds, script=script,
+                     defines={"n": 0, "offset": offset, "clients": clients,
+                              "patient_user_base": sizes.practitioners, "patients": sizes.patients})
+    made = count_appointments(conninfo, status) - before
+    if not result["processed"] <= made <= result["processed"] + clients:
+        raise SystemExit(f"bench: {script}: {result['processed']:.0f} transactions reported, "
+                         f"{made} appointments became {status}")
+    return result
+
+
 def direct_runs(conninfo: str, sizes: Sizes, cursor: int, limit: int) -> tuple[dict, int]:
     """Baseline and book_slot, interleaved at each client count, sizes.reps times."""
     runs: dict[str, dict[int, list[dict]]] = {"baseline": {}, "book_slot": {}}
@@ -298,13 +311,7 @@ def direct_runs(conninfo: str, sizes: Sizes, cursor: int, limit: int) -> tuple[d
         for clients in sizes.clients:
             base = pgbench(conninfo, ["-N"], clients=clients, seconds=sizes.seconds)
             runs["baseline"].setdefault(clients, []).append(base)
-            before = count_appointments(conninfo, "booked")
-            book = pgbench(conninfo, [], clients=clients, seconds=sizes.seconds, script="book_slot.sql",
-                           defines={"n": 0, "offset": cursor, "clients": clients,
-                                    "patient_user_base": sizes.practitioners, "patients": sizes.patients})
-            made = count_appointments(conninfo, "booked") - before
-            if not book["processed"] <= made <= book["processed"] + clients:
-                raise SystemExit(f"bench: {book['processed']:.0f} bookings reported, {made} appointments made")
+            book = counted_run(conninfo, sizes, "book_slot.sql", "booked", clients=clients, offset=cursor)
             runs["book_slot"].setdefault(clients, []).append(book)
             cursor = max_booked_slot(conninfo, limit)
             log(f"rep {rep + 1}/{sizes.reps}, {clients:>2} clients: baseline {base['tps']:8.0f} tps, "
@@ -316,13 +323,8 @@ def cancel_runs(conninfo: str, sizes: Sizes, offset: int, available: int) -> dic
     runs: dict[int, list[dict]] = {}
     for rep in range(sizes.reps):
         for clients in sizes.clients:
-            before = count_appointments(conninfo, "cancelled")
-            result = pgbench(conninfo, [], clients=clients, seconds=sizes.seconds, script="cancel_appointment.sql",
-                             defines={"n": 0, "offset": offset, "clients": clients,
-                                      "patient_user_base": sizes.practitioners, "patients": sizes.patients})
-            made = count_appointments(conninfo, "cancelled") - before
-            if not result["processed"] <= made <= result["processed"] + clients:
-                raise SystemExit(f"bench: {result['processed']:.0f} cancellations reported, {made} made")
+            result = counted_run(conninfo, sizes, "cancel_appointment.sql", "cancelled", clients=clients,
+                                 offset=offset)
             runs.setdefault(clients, []).append(result)
             with psycopg.connect(conninfo) as conn:
                 offset = conn.execute("SELECT max(id) FROM appointments WHERE status = 'cancelled'").fetchone()[0]
