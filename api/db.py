@@ -19,14 +19,14 @@ RETRIES = 3
 
 @lru_cache(maxsize=128)
 def _call_query(function: str, nargs: int) -> str:
-    """SELECT * FROM function(%s, ...), composed once per function and arity.
+    """SELECT * FROM booking_api.function(%s, ...), composed once per function and arity.
 
     A plain string, so psycopg's own query cache and its automatic prepared
     statements (after prepare_threshold uses) apply without re-composing it
     on every request.
     """
     return sql.SQL("SELECT * FROM {}({})").format(
-        sql.Identifier(function), sql.SQL(", ").join(sql.Placeholder() * nargs)).as_string()
+        sql.Identifier("booking_api", function), sql.SQL(", ").join(sql.Placeholder() * nargs)).as_string()
 
 
 class Database:

@@ -33,8 +33,8 @@ def _user(conn: psycopg.Connection, email: str, name: str, role: str) -> int:
 
 
 def _patient(conn: psycopg.Connection, user_id: int) -> int:
-    conn.execute("INSERT INTO patients (user_id) VALUES (%s) ON CONFLICT (user_id) DO NOTHING", (user_id,))
-    return conn.execute("SELECT id FROM patients WHERE user_id = %s", (user_id,)).fetchone()[0]
+    conn.execute("INSERT INTO booking.patients (user_id) VALUES (%s) ON CONFLICT (user_id) DO NOTHING", (user_id,))
+    return conn.execute("SELECT id FROM booking.patients WHERE user_id = %s", (user_id,)).fetchone()[0]
 
 
 def find(conninfo: str) -> Demo | None:
@@ -43,8 +43,8 @@ def find(conninfo: str) -> Demo | None:
         row = conn.execute(
             """SELECT pu.id, pr.id, su.id, sp.id, au.id, ap.id
                  FROM users pu JOIN practitioners pr ON pr.user_id = pu.id,
-                      users su JOIN patients sp ON sp.user_id = su.id,
-                      users au JOIN patients ap ON ap.user_id = au.id
+                      users su JOIN booking.patients sp ON sp.user_id = su.id,
+                      users au JOIN booking.patients ap ON ap.user_id = au.id
                 WHERE pu.email = %s AND su.email = %s AND au.email = %s""",
             (PRACTITIONER_EMAIL, PATIENT_EMAIL, OTHER_PATIENT_EMAIL)).fetchone()
     return Demo(*row) if row else None
@@ -64,21 +64,21 @@ def load(conninfo: str, *, days: int = 7) -> Demo:
         other_user = _user(conn, OTHER_PATIENT_EMAIL, "Alex Morgan", "patient")
         patient_id = _patient(conn, patient_user)
         other_id = _patient(conn, other_user)
-        conn.execute("SELECT set_booking_settings(%s, %s, %s, NULL)",
+        conn.execute("SELECT booking_api.set_booking_settings(%s, %s, %s, NULL)",
                      (practitioner_user, practitioner_id, TIME_ZONE))
 
         zone = ZoneInfo(TIME_ZONE)
-        now = conn.execute("SELECT booking_now()").fetchone()[0]
+        now = conn.execute("SELECT booking_api.booking_now()").fetchone()[0]
         today = now.astimezone(zone).date()
         for day in range(1, days + 1):
             local_day = today + timedelta(days=day)
             for start in _day_starts(local_day, zone):
                 if start <= now:
                     continue
-                if conn.execute("SELECT 1 FROM availability_slots WHERE practitioner_id = %s "
+                if conn.execute("SELECT 1 FROM booking.availability_slots WHERE practitioner_id = %s "
                                 "AND start_time = %s", (practitioner_id, start)).fetchone():
                     continue
-                conn.execute("SELECT create_slot(%s, %s, %s, %s)",
+                conn.execute("SELECT booking_api.create_slot(%s, %s, %s, %s)",
                              (practitioner_user, practitioner_id, start, start + timedelta(minutes=30)))
     return Demo(practitioner_user, practitioner_id, patient_user, patient_id, other_user, other_id)
 

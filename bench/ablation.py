@@ -1,4 +1,4 @@
-"""Where the time of book_slot() goes: the same pgbench run with one safeguard switched off at a time.
+"""Where the time of booking_api.book_slot() goes: the same pgbench run with one safeguard switched off at a time.
 
 A diagnostic for docs/PERFORMANCE.md, never a configuration: it runs in a
 throw-away database (a private server, or medbook_bench on DATABASE_URL) and
@@ -27,14 +27,14 @@ from bench import run as bench  # noqa: E402
 VARIANTS: dict[str, list[str]] = {
     "book_slot as shipped": [],
     "without the deferred slot/appointment consistency triggers": [
-        "ALTER TABLE availability_slots DISABLE TRIGGER availability_slots_booking_consistency",
-        "ALTER TABLE appointments DISABLE TRIGGER appointments_booking_consistency"],
+        "ALTER TABLE booking.availability_slots DISABLE TRIGGER availability_slots_booking_consistency",
+        "ALTER TABLE booking.appointments DISABLE TRIGGER appointments_booking_consistency"],
     "without the history trigger": [
-        "ALTER TABLE appointments DISABLE TRIGGER appointments_record_history"],
+        "ALTER TABLE booking.appointments DISABLE TRIGGER appointments_record_history"],
     "without foreign-key checks (all triggers off)": [
-        "ALTER TABLE appointments DISABLE TRIGGER ALL",
-        "ALTER TABLE availability_slots DISABLE TRIGGER ALL",
-        "ALTER TABLE appointment_history DISABLE TRIGGER ALL"],
+        "ALTER TABLE booking.appointments DISABLE TRIGGER ALL",
+        "ALTER TABLE booking.availability_slots DISABLE TRIGGER ALL",
+        "ALTER TABLE booking.appointment_history DISABLE TRIGGER ALL"],
 }
 
 

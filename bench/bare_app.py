@@ -1,4 +1,4 @@
-"""The thinnest Flask shim over book_slot(), for the bench's "how thin is our layer" ratio.
+"""The thinnest Flask shim over booking_api.book_slot(), for the bench's "how thin is our layer" ratio.
 
 No authentication, no validation, no problem+json mapping, no extra headers: the
 patient's users.id comes from X-User-Id and the slot from the JSON body, and the
@@ -31,7 +31,7 @@ def create_app() -> Flask:
     @app.post("/v1/appointments")
     def book():
         with pool.connection() as conn:
-            row = conn.execute("SELECT * FROM book_slot(%s, %s)",
+            row = conn.execute("SELECT * FROM booking_api.book_slot(%s, %s)",
                                (int(request.headers["X-User-Id"]), request.get_json()["slot_id"])).fetchone()
         body = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
         return jsonify(body), 201

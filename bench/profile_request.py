@@ -2,7 +2,7 @@
 
 Calls the WSGI apps in-process (no gunicorn, no sockets), one request at a time,
 against a small bench database, and prints:
-  * microseconds per booking: book_slot() through the pool alone, the bare Flask
+  * microseconds per booking: booking_api.book_slot() through the pool alone, the bare Flask
     app (bench/bare_app.py), and the real app (authentication on);
   * a pyinstrument profile of the real app.
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         def pool_only() -> None:
             db.call_one("book_slot", user, next(next_slot))
 
-        ways = {"book_slot() through the pool (api.db)": pool_only,
+        ways = {"booking_api.book_slot() through the pool (api.db)": pool_only,
                 "bare Flask app (WSGI, in-process)": status_of(bare),
                 "real app (WSGI, in-process, JWT on)": status_of(real)}
         for one in ways.values():

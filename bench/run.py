@@ -4,9 +4,9 @@ Every throughput is compared with a baseline measured in the same run on the
 same server, so the ratios mean something on a noisy, shared machine:
 
   1. pgbench's built-in simple-update script (-N) at each client count: the baseline;
-  2. book_slot() through a pgbench script, each transaction booking a distinct slot;
-  3. cancel_appointment() the same way;
-  4. list_available_slots() for one practitioner and date: p50, p99 and the plan;
+  2. booking_api.book_slot() through a pgbench script, each transaction booking a distinct slot;
+  3. booking_api.cancel_appointment() the same way;
+  4. booking_api.list_available_slots() for one practitioner and date: p50, p99 and the plan;
   5. one hot slot: many clients released together, exactly one winner per round;
   6. HTTP: the real app under gunicorn (authentication on), driven by wrk, against a
      bare Flask endpoint calling the same function and a direct book_slot run just before;
@@ -174,7 +174,7 @@ def load_data(conninfo: str, sizes: Sizes) -> None:
     per = sizes.days * SLOTS_PER_DAY
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
-        conn.execute("SELECT set_booking_clock(%s)", (CLOCK,))
+        conn.execute("SELECT booking.set_booking_clock(%s)", (CLOCK,))
         started = time.monotonic()
         conn.execute("""
             INSERT INTO users (id, email, name, role)
@@ -185,10 +185,10 @@ def load_data(conninfo: str, sizes: Sizes) -> None:
               FROM generate_series(1, %(q)s) g""", {"p": p, "q": q})
         conn.execute("INSERT INTO practitioners (id, user_id, specialty) "
                      "SELECT g, g, 'general practice' FROM generate_series(1, %s) g", (p,))
-        conn.execute("INSERT INTO patients (id, user_id) OVERRIDING SYSTEM VALUE "
+        conn.execute("INSERT INTO booking.patients (id, user_id) OVERRIDING SYSTEM VALUE "
                      "SELECT g, %s + g FROM generate_series(1, %s) g", (p, q))
         # Every practitioner has settings, as in production; half keep their dates in London.
-        conn.execute("INSERT INTO practitioner_booking_settings (practitioner_id, time_zone) "
+        conn.execute("INSERT INTO booking.practitioner_booking_settings (practitioner_id, time_zone) "
                      "SELECT g, CASE WHEN g %% 2 = 0 THEN 'Europe/London' ELSE 'UTC' END "
                      "FROM generate_series(1, %s) g", (p,))
         for table in ("users", "practitioners", "patients"):
@@ -201,12 +201,12 @@ def load_data(conninfo: str, sizes: Sizes) -> None:
             start = datetime.combine(FIRST_DAY + timedelta(days=day), datetime.min.time(), UTC) \
                 + timedelta(hours=8, minutes=30 * k)
             conn.execute("""
-                INSERT INTO availability_slots (id, practitioner_id, start_time, end_time) OVERRIDING SYSTEM VALUE
+                INSERT INTO booking.availability_slots (id, practitioner_id, start_time, end_time) OVERRIDING SYSTEM VALUE
                 SELECT %(i)s::bigint * %(p)s + g, g, %(start)s, %(start)s + interval '30 minutes'
                   FROM generate_series(1, %(p)s) g""", {"i": i, "p": p, "start": start})
             if i % 20 == 19:
                 log(f"  slots: {(i + 1) * p:,} of {per * p:,}")
-        conn.execute("SELECT setval(pg_get_serial_sequence('availability_slots', 'id'), %s)", (per * p,))
+        conn.execute("SELECT setval(pg_get_serial_sequence('booking.availability_slots', 'id'), %s)", (per * p,))
         log(f"loaded {p:,} practitioners, {q:,} patients, {per * p:,} slots in {time.monotonic() - started:.0f} s")
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")  # the runs start without the load's dirty pages
@@ -221,40 +221,40 @@ def prebook(conninfo: str, sizes: Sizes, first_slot: int, count: int) -> int:
     """
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
-        offset = conn.execute("SELECT coalesce(max(id), 0) FROM appointments").fetchone()[0]
+        offset = conn.execute("SELECT coalesce(max(id), 0) FROM booking.appointments").fetchone()[0]
         step = 50_000
         for lo in range(0, count, step):
             n = min(step, count - lo)
             conn.execute("""
                 WITH claimed AS (
-                    UPDATE availability_slots SET status = 'booked', updated_at = %(clock)s
+                    UPDATE booking.availability_slots SET status = 'booked', updated_at = %(clock)s
                      WHERE id > %(first)s AND id <= %(first)s + %(n)s AND status = 'available'
                     RETURNING *)
-                INSERT INTO appointments (id, slot_id, patient_id, practitioner_id, status,
+                INSERT INTO booking.appointments (id, slot_id, patient_id, practitioner_id, status,
                                           start_time, end_time, booked_at) OVERRIDING SYSTEM VALUE
                 SELECT %(shift)s + c.id, c.id, 1 + (%(shift)s + c.id) %% %(q)s, c.practitioner_id, 'booked',
                        c.start_time, c.end_time, %(clock)s
                   FROM claimed c""",
                          {"clock": CLOCK, "first": first_slot + lo, "n": n, "q": sizes.patients,
                           "shift": offset - first_slot})
-        conn.execute("SELECT setval(pg_get_serial_sequence('appointments', 'id'), %s)", (offset + count,))
-        booked = conn.execute("SELECT count(*) FROM appointments WHERE id > %s AND status = 'booked'",
+        conn.execute("SELECT setval(pg_get_serial_sequence('booking.appointments', 'id'), %s)", (offset + count,))
+        booked = conn.execute("SELECT count(*) FROM booking.appointments WHERE id > %s AND status = 'booked'",
                               (offset,)).fetchone()[0]
         if booked != count:
             raise SystemExit(f"bench: pre-booked {booked} appointments, expected {count}")
-        conn.execute("VACUUM ANALYZE availability_slots, appointments, appointment_history")
+        conn.execute("VACUUM ANALYZE booking.availability_slots, booking.appointments, booking.appointment_history")
     return offset
 
 
 def max_booked_slot(conninfo: str, below: int) -> int:
     with psycopg.connect(conninfo) as conn:
-        return conn.execute("SELECT coalesce(max(slot_id), 0) FROM appointments WHERE slot_id <= %s",
+        return conn.execute("SELECT coalesce(max(slot_id), 0) FROM booking.appointments WHERE slot_id <= %s",
                             (below,)).fetchone()[0]
 
 
 def count_appointments(conninfo: str, status: str) -> int:
     with psycopg.connect(conninfo) as conn:
-        return conn.execute("SELECT count(*) FROM appointments WHERE status = %s", (status,)).fetchone()[0]
+        return conn.execute("SELECT count(*) FROM booking.appointments WHERE status = %s", (status,)).fetchone()[0]
 
 
 # ---------------------------------------------------------------- pgbench
@@ -327,7 +327,7 @@ def cancel_runs(conninfo: str, sizes: Sizes, offset: int, available: int) -> dic
                                  offset=offset)
             runs.setdefault(clients, []).append(result)
             with psycopg.connect(conninfo) as conn:
-                offset = conn.execute("SELECT max(id) FROM appointments WHERE status = 'cancelled'").fetchone()[0]
+                offset = conn.execute("SELECT max(id) FROM booking.appointments WHERE status = 'cancelled'").fetchone()[0]
             if offset >= available:
                 raise SystemExit("bench: the pre-booked appointments ran out; raise the reserve")
             log(f"rep {rep + 1}/{sizes.reps}, {clients:>2} clients: cancel_appointment {result['tps']:8.0f} tps")
@@ -379,12 +379,12 @@ def list_plan(conninfo: str, sizes: Sizes) -> dict[str, Any]:
         # Several calls, so PL/pgSQL's plan cache is in its steady state; keep the last call's plans.
         for _ in range(8):
             notices.clear()
-            rows = conn.execute("SELECT * FROM list_available_slots(%s, %s, %s, NULL, 100)",
+            rows = conn.execute("SELECT * FROM booking_api.list_available_slots(%s, %s, %s, NULL, 100)",
                                 (sizes.practitioners + 1, practitioner, day)).fetchall()
         conn.execute("RESET ROLE")
         if not notices:
             plan = conn.execute(
-                "EXPLAIN (ANALYZE, BUFFERS) SELECT * FROM availability_slots WHERE practitioner_id = %s "
+                "EXPLAIN (ANALYZE, BUFFERS) SELECT * FROM booking.availability_slots WHERE practitioner_id = %s "
                 "AND status = 'available' AND start_time >= %s AND start_time < %s AND start_time > %s "
                 "ORDER BY start_time",
                 (practitioner, datetime.combine(day, datetime.min.time(), UTC),
@@ -410,7 +410,7 @@ async def hot_slot(conninfo: str, sizes: Sizes, first_slot: int) -> dict[str, An
     latencies: list[float] = []
     bad_rounds = 0
     other_errors: dict[str, int] = {}
-    query = "SELECT * FROM book_slot(%s, %s)"
+    query = "SELECT * FROM booking_api.book_slot(%s, %s)"
 
     async def attempt(conn: psycopg.AsyncConnection, user: int, slot: int, t0: float) -> str:
         try:
@@ -438,9 +438,9 @@ async def hot_slot(conninfo: str, sizes: Sizes, first_slot: int) -> dict[str, An
     with psycopg.connect(conninfo) as conn:
         booked, with_one = conn.execute(
             "SELECT count(*) FILTER (WHERE s.status = 'booked'), "
-            "       count(*) FILTER (WHERE (SELECT count(*) FROM appointments a "
+            "       count(*) FILTER (WHERE (SELECT count(*) FROM booking.appointments a "
             "                                WHERE a.slot_id = s.id AND a.status = 'booked') = 1) "
-            "  FROM availability_slots s WHERE s.id > %s AND s.id <= %s",
+            "  FROM booking.availability_slots s WHERE s.id > %s AND s.id <= %s",
             (first_slot, first_slot + sizes.hot_rounds)).fetchone()
     return {"clients": sizes.hot_clients, "rounds": sizes.hot_rounds, "rounds_without_exactly_one_winner": bad_rounds,
             "other_errors": other_errors, "slots_booked": booked, "slots_with_one_booked_appointment": with_one,

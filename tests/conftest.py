@@ -25,6 +25,11 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from api import auth, create_app, pgserver, schema
 
+# Tests write SQL as a DBA would after `SET search_path` (docs/OPERATIONS.md):
+# the booking schemas first, then public. The API's own connections do not use
+# it (the app fixture connects without it): the API names every schema.
+SEARCH_PATH = "booking_api,booking,public"
+
 # The instant every test starts at (the booking clock is frozen here).
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -36,8 +41,9 @@ class Server:
 
     params: dict
 
-    def conninfo(self, dbname: str) -> str:
-        return make_conninfo(**{**self.params, "dbname": dbname})
+    def conninfo(self, dbname: str, *, search_path: str | None = None) -> str:
+        options = {"options": f"-c search_path={search_path}"} if search_path else {}
+        return make_conninfo(**{**self.params, "dbname": dbname, **options})
 
     def janitor(self, dbname: str, **kwargs) -> DatabaseJanitor:
         return DatabaseJanitor(
@@ -75,10 +81,15 @@ def db_template(pg_server: Server) -> Iterator[str]:
 
 @pytest.fixture
 def db(pg_server: Server, db_template: str) -> Iterator[str]:
-    """Conninfo (superuser) of a fresh database cloned from the template."""
+    """Conninfo (superuser, SEARCH_PATH) of a fresh database cloned from the template."""
     name = f"medbook_test_{uuid.uuid4().hex[:12]}"
     with pg_server.janitor(name, template_dbname=db_template):
-        yield pg_server.conninfo(name)
+        yield pg_server.conninfo(name, search_path=SEARCH_PATH)
+
+
+def without_search_path(conninfo: str) -> str:
+    """The same database, on the server's default search_path (as the API connects)."""
+    return make_conninfo(**{k: v for k, v in conninfo_to_dict(conninfo).items() if k != "options"})
 
 
 @pytest.fixture
@@ -175,7 +186,7 @@ def invariant_violations(conn: psycopg.Connection) -> list[dict]:
 
 @pytest.fixture
 def app(db: str, admin: psycopg.Connection):
-    application = create_app({"DATABASE_URL": db, "JWT_SECRET": JWT_SECRET,
+    application = create_app({"DATABASE_URL": without_search_path(db), "JWT_SECRET": JWT_SECRET,
                               "POOL_MIN_SIZE": 1, "POOL_MAX_SIZE": 4})
     application.testing = True
     yield application

@@ -35,7 +35,7 @@ TYPE_NAMES = {"int8": "bigint", "int4": "integer", "int2": "smallint", "bool": "
 
 
 def database_relations(conninfo: str) -> dict[str, dict[str, str]]:
-    """{relation: {column: type}} for every table and view of the public schema."""
+    """{relation: {column: type}} for every table and view of public and the booking schemas."""
     with psycopg.connect(conninfo) as conn:
         rows = conn.execute("""
             SELECT c.relname, a.attname, t.typname
@@ -43,7 +43,7 @@ def database_relations(conninfo: str) -> dict[str, dict[str, str]]:
               JOIN pg_namespace n ON n.oid = c.relnamespace
               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
               JOIN pg_type t ON t.oid = a.atttypid
-             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
+             WHERE n.nspname IN ('public', 'booking', 'booking_reporting') AND c.relkind IN ('r', 'p', 'v', 'm')
              ORDER BY c.relname, a.attnum""").fetchall()
     relations: dict[str, dict[str, str]] = {}
     for relation, column, type_name in rows:
@@ -151,7 +151,7 @@ def database_functions(conninfo: str) -> dict[str, set[str]]:
                             THEN 'medbook_reporting' END], NULL) AS roles
               FROM pg_proc p
               JOIN pg_namespace n ON n.oid = p.pronamespace
-             WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) = 'medbook_owner'
+             WHERE n.nspname IN ('booking', 'booking_api') AND pg_get_userbyid(p.proowner) = 'medbook_owner'
                AND p.prorettype <> 'trigger'::regtype""").fetchall()
     return {name: set(roles) or {"owner"} for name, roles in rows}
 

@@ -20,11 +20,17 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-BOOKING_TABLES = ["patients", "practitioner_booking_settings", "availability_slots", "appointments",
-                  "appointment_history", "booking_clock", "time_zones"]
-MEDBOOK_TABLES = ["users", "practitioners"]
-VIEWS = ["reporting_slot_utilisation", "reporting_appointment_counts"]
-# What medbook_api may execute: the public booking functions, and nothing else.
+from api import schema
+
+BOOKING_TABLES = ["booking.patients", "booking.practitioner_booking_settings", "booking.availability_slots",
+                  "booking.appointments", "booking.appointment_history", "booking.booking_clock",
+                  "booking.time_zones"]
+MEDBOOK_TABLES = ["public.users", "public.practitioners"]
+VIEWS = ["booking_reporting.reporting_slot_utilisation", "booking_reporting.reporting_appointment_counts"]
+# Which roles may use which schema (USAGE): exactly what each needs.
+SCHEMA_USAGE = {"medbook_api": {"booking_api"},
+                "medbook_reporting": {"booking_api", "booking_reporting"}}
+# What medbook_api may execute: the booking_api functions, and nothing else.
 API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "get_slot",
                  "list_available_slots", "book_slot", "cancel_appointment", "get_appointment",
                  "list_upcoming_appointments", "list_practitioner_appointments",
@@ -80,8 +86,9 @@ COLUMN = {"patients": "created_at", "practitioner_booking_settings": "updated_at
 
 
 def writes(table: str) -> list[str]:
+    column = COLUMN[table.split(".")[-1]]
     return [f"INSERT INTO {table} DEFAULT VALUES",
-            f"UPDATE {table} SET {COLUMN[table]} = {COLUMN[table]}",
+            f"UPDATE {table} SET {column} = {column}",
             f"DELETE FROM {table}",
             f"TRUNCATE {table}"]
 
@@ -99,13 +106,13 @@ def test_api_role_cannot_read_reporting_views(api_login):
 
 
 def test_api_role_cannot_move_the_clock(api_login, admin):
-    assert refused(api_login, "SELECT set_booking_clock(%s)", (NOW + timedelta(days=400),)) \
+    assert refused(api_login, "SELECT booking.set_booking_clock(%s)", (NOW + timedelta(days=400),)) \
         == INSUFFICIENT_PRIVILEGE
-    assert refused(api_login, "INSERT INTO booking_clock (frozen_at) VALUES (now())") \
+    assert refused(api_login, "INSERT INTO booking.booking_clock (frozen_at) VALUES (now())") \
         == INSUFFICIENT_PRIVILEGE
-    assert refused(api_login, "UPDATE booking_clock SET frozen_at = now()") == INSUFFICIENT_PRIVILEGE
-    assert refused(api_login, "DELETE FROM booking_clock") == INSUFFICIENT_PRIVILEGE
-    assert api_login.execute("SELECT booking_now() AS t").fetchone()["t"] == NOW
+    assert refused(api_login, "UPDATE booking.booking_clock SET frozen_at = now()") == INSUFFICIENT_PRIVILEGE
+    assert refused(api_login, "DELETE FROM booking.booking_clock") == INSUFFICIENT_PRIVILEGE
+    assert api_login.execute("SELECT booking_api.booking_now() AS t").fetchone()["t"] == NOW
 
 
 def test_api_role_runs_the_booking_functions(api_login, admin, world):
@@ -133,46 +140,53 @@ def test_api_role_runs_the_booking_functions(api_login, admin, world):
     api_login.execute("SELECT * FROM set_booking_settings(%s, %s, 'Europe/London', '2 hours')",
                       (world.practitioner_user, world.practitioner))
     api_login.execute("SELECT * FROM delete_slot(%s, %s)", (world.practitioner_user, slot["id"]))
-    assert admin.execute("SELECT count(*) AS n FROM availability_slots").fetchone()["n"] == 0
+    assert admin.execute("SELECT count(*) AS n FROM booking.availability_slots").fetchone()["n"] == 0
     assert admin.execute("SELECT count(*) AS n FROM appointment_history").fetchone()["n"] == 2
 
 
 def test_api_role_cannot_call_internal_helpers_or_change_functions(api_login, world):
     calls = [
-        ("SELECT booking_require_user(%s)", (world.patient_user,)),
-        ("SELECT booking_require_practitioner(%s, %s)", (world.practitioner_user, world.practitioner)),
-        ("SELECT booking_validate_slot_times(now(), now(), now())", ()),
-        ("SELECT * FROM booking_visible_appointment(%s, 1)", (world.patient_user,)),
-        ("SELECT * FROM check_booking_invariants()", ()),
-        ("SELECT booking_lock_practitioner(%s, true)", (world.practitioner,)),
+        ("SELECT booking.booking_require_user(%s)", (world.patient_user,)),
+        ("SELECT booking.booking_require_practitioner(%s, %s)", (world.practitioner_user, world.practitioner)),
+        ("SELECT booking.booking_validate_slot_times(now(), now(), now())", ()),
+        ("SELECT * FROM booking.booking_visible_appointment(%s, 1)", (world.patient_user,)),
+        ("SELECT * FROM booking_api.check_booking_invariants()", ()),
+        ("SELECT booking.booking_lock_practitioner(%s, true)", (world.practitioner,)),
+        ("SELECT booking.slot_out(s) FROM booking.availability_slots s", ()),
     ]
     for statement, params in calls:
         assert refused(api_login, statement, params) == INSUFFICIENT_PRIVILEGE, statement
     # Not the owner: cannot replace, alter or drop a function, nor plant objects in the schema.
-    assert refused(api_login, "ALTER FUNCTION book_slot(bigint, bigint) SECURITY INVOKER") \
+    assert refused(api_login, "ALTER FUNCTION booking_api.book_slot(bigint, bigint) SECURITY INVOKER") \
         == INSUFFICIENT_PRIVILEGE
-    assert refused(api_login, "DROP FUNCTION book_slot(bigint, bigint)") == INSUFFICIENT_PRIVILEGE
+    assert refused(api_login, "DROP FUNCTION booking_api.book_slot(bigint, bigint)") == INSUFFICIENT_PRIVILEGE
     assert refused(api_login, "CREATE TABLE public.booking_now (x int)") == INSUFFICIENT_PRIVILEGE
+    for schema in ("booking", "booking_api", "booking_reporting"):
+        assert refused(api_login, f"CREATE TABLE {schema}.planted (x int)") == INSUFFICIENT_PRIVILEGE
+        assert refused(api_login, f"CREATE FUNCTION {schema}.booking_now() RETURNS timestamptz "
+                                  "LANGUAGE sql AS $$ SELECT now() $$") == INSUFFICIENT_PRIVILEGE
     assert refused(api_login, "SET ROLE medbook_owner") == INSUFFICIENT_PRIVILEGE
 
 
-def test_api_role_cannot_escape_through_a_temp_function(api_login, world):
+def test_api_role_cannot_escape_through_a_temp_function(api_login, admin, world):
     """pg_temp is searched last: a caller's temporary lookalike is never what a function runs."""
     api_login.execute("CREATE FUNCTION pg_temp.booking_now() RETURNS timestamptz "
                       "LANGUAGE sql AS $$ SELECT '2000-01-01'::timestamptz $$")
     slot = api_login.execute("SELECT * FROM create_slot(%s, %s, %s, %s)",
                              (world.practitioner_user, world.practitioner, NOW + timedelta(hours=1),
                               NOW + timedelta(hours=2))).fetchone()
-    assert slot["created_at"] == NOW
+    created = admin.execute("SELECT created_at FROM booking.availability_slots WHERE id = %s",
+                            (slot["id"],)).fetchone()
+    assert created["created_at"] == NOW
     api_login.execute("DROP FUNCTION pg_temp.booking_now()")  # so the role can be dropped at once
 
 
 def test_reporting_role_reads_only_the_views(reporting_login, booked, world):
-    utilisation = reporting_login.execute("SELECT * FROM reporting_slot_utilisation").fetchall()
+    utilisation = reporting_login.execute("SELECT * FROM booking_reporting.reporting_slot_utilisation").fetchall()
     assert utilisation == [{"practitioner_id": world.practitioner, "day": (NOW + timedelta(days=2)).date(),
                             "slots": 2, "booked_slots": 1, "offered_minutes": 90,
                             "booked_minutes": 30}]
-    counts = reporting_login.execute("SELECT * FROM reporting_appointment_counts").fetchall()
+    counts = reporting_login.execute("SELECT * FROM booking_reporting.reporting_appointment_counts").fetchall()
     assert counts == [{"practitioner_id": world.practitioner, "day": (NOW + timedelta(days=2)).date(),
                        "status": "booked", "appointments": 1, "cancelled_by_practitioner": 0}]
     for table in BOOKING_TABLES + MEDBOOK_TABLES:
@@ -196,7 +210,7 @@ def test_reporting_role_cannot_run_booking_functions(reporting_login, booked, wo
         ("SELECT * FROM get_slot(%s, %s)", (world.patient_user, booked["slot_id"])),
         ("SELECT * FROM create_slot(%s, %s, now() + interval '9 days', now() + interval '10 days')",
          (world.practitioner_user, world.practitioner)),
-        ("SELECT set_booking_clock(now())", ()),
+        ("SELECT booking.set_booking_clock(now())", ()),
     ]
     for statement, params in calls:
         assert refused(reporting_login, statement, params) == INSUFFICIENT_PRIVILEGE, statement
@@ -206,8 +220,8 @@ def test_reporting_role_cannot_run_booking_functions(reporting_login, booked, wo
 def test_reporting_views_carry_no_personal_data(admin):
     columns = admin.execute(
         "SELECT table_name, column_name FROM information_schema.columns "
-        "WHERE table_schema = 'public' AND table_name = ANY(%s) ORDER BY 1, ordinal_position",
-        (VIEWS,)).fetchall()
+        "WHERE table_schema = 'booking_reporting' AND table_name = ANY(%s) ORDER BY 1, ordinal_position",
+        ([view.split(".")[1] for view in VIEWS],)).fetchall()
     by_view: dict[str, list[str]] = {}
     for row in columns:
         by_view.setdefault(row["table_name"], []).append(row["column_name"])
@@ -226,17 +240,18 @@ def test_cancellations_count_by_who_cancelled(admin, reporting_login, world):
         appointment = admin.execute("SELECT * FROM book_slot(%s, %s)",
                                     (world.patient_user, slot["id"])).fetchone()
         admin.execute("SELECT * FROM cancel_appointment(%s, %s)", (actor, appointment["id"]))
-    counts = reporting_login.execute("SELECT * FROM reporting_appointment_counts").fetchall()
+    counts = reporting_login.execute("SELECT * FROM booking_reporting.reporting_appointment_counts").fetchall()
     assert counts == [{"practitioner_id": world.practitioner, "day": (NOW + timedelta(days=3)).date(),
                        "status": "cancelled", "appointments": 2, "cancelled_by_practitioner": 1}]
 
 
 def test_ownership_and_execute_grants(admin):
     owners = admin.execute(
-        "SELECT c.relname, pg_get_userbyid(c.relowner) AS owner FROM pg_class c "
-        "WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY(%s)",
-        (BOOKING_TABLES + VIEWS,)).fetchall()
-    assert {row["relname"] for row in owners} == set(BOOKING_TABLES + VIEWS)
+        "SELECT c.relnamespace::regnamespace::text || '.' || c.relname AS name, "
+        "pg_get_userbyid(c.relowner) AS owner FROM pg_class c "
+        "WHERE c.relnamespace IN ('booking'::regnamespace, 'booking_reporting'::regnamespace) "
+        "AND c.relkind IN ('r', 'v')").fetchall()
+    assert {row["name"] for row in owners} == set(BOOKING_TABLES + VIEWS)
     assert {row["owner"] for row in owners} == {"medbook_owner"}
 
     functions = admin.execute(
@@ -244,14 +259,14 @@ def test_ownership_and_execute_grants(admin):
         "       has_function_privilege('medbook_api', p.oid, 'EXECUTE') AS api, "
         "       has_function_privilege('medbook_reporting', p.oid, 'EXECUTE') AS reporting, "
         "       coalesce(p.proacl::text LIKE '%%=X%%' AND p.proacl::text ~ '(^|[{,])=', false) AS public "
-        "FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+        "FROM pg_proc p WHERE p.pronamespace IN ('booking'::regnamespace, 'booking_api'::regnamespace) "
         "AND pg_get_userbyid(p.proowner) = 'medbook_owner'").fetchall()
     assert {f["proname"] for f in functions if f["api"]} == API_FUNCTIONS
     assert {f["proname"] for f in functions if f["reporting"]} == REPORTING_FUNCTIONS
     assert not [f["proname"] for f in functions if f["public"]]
     for f in functions:
         if f["prosecdef"]:
-            assert f["proconfig"] == ["search_path=pg_catalog, public, pg_temp"], f["proname"]
+            assert f["proconfig"] == ["search_path=pg_catalog, booking, pg_temp"], f["proname"]
 
 
 def test_reporting_views_migration_rolls_back_and_applies_again(admin):
@@ -260,15 +275,29 @@ def test_reporting_views_migration_rolls_back_and_applies_again(admin):
     backward = (migrations / "0004_reporting_views.rollback.sql").read_text()
 
     def views() -> set[str]:
-        rows = admin.execute("SELECT viewname FROM pg_views WHERE schemaname = 'public' "
-                             "AND has_table_privilege('medbook_reporting', format('%I.%I', schemaname, viewname), "
+        rows = admin.execute("SELECT schemaname || '.' || viewname AS v FROM pg_views "
+                             "WHERE has_table_privilege('medbook_reporting', format('%I.%I', schemaname, viewname), "
                              "'SELECT')")
-        return {row["viewname"] for row in rows}
+        return {row["v"] for row in rows}
 
     assert views() == set(VIEWS)
+    # As migrate runs 0004 on a new database (api/schema.py SEARCH_PATHS).
+    admin.execute(f"SET search_path = {schema.SEARCH_PATHS['0004_reporting_views']}")
     with admin.transaction():
         admin.execute(backward)
     assert views() == set()
     with admin.transaction():
         admin.execute(forward)
     assert views() == set(VIEWS)
+
+
+def test_each_role_uses_exactly_its_schemas(admin):
+    for role, expected in SCHEMA_USAGE.items():
+        usable = admin.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'booking%%' "
+            "AND has_schema_privilege(%s, oid, 'USAGE')", (role,)).fetchall()
+        assert {row["nspname"] for row in usable} == expected, role
+        creatable = admin.execute(
+            "SELECT nspname FROM pg_namespace WHERE has_schema_privilege(%s, oid, 'CREATE')",
+            (role,)).fetchall()
+        assert creatable == [], role

@@ -11,7 +11,7 @@ constraint. Afterwards:
   violation leaking out, a lock or statement timeout -- is counted as unexpected;
 * the books add up: appointments = successful bookings, cancelled appointments
   = successful cancellations, history rows = both, slots = created - deleted;
-* check_booking_invariants() returns nothing;
+* booking_api.check_booking_invariants() returns nothing;
 * the server counted no deadlocks (pg_stat_database) and its log, when this
   process can read it, has no "deadlock detected" or crash lines.
 
@@ -75,7 +75,7 @@ class Result:
 def setup(conninfo: str) -> People:
     """Freezes the clock, adds one practitioner, patients and the hot slots."""
     with psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("SELECT set_booking_clock(%s)", (NOW,))
+        conn.execute("SELECT booking.set_booking_clock(%s)", (NOW,))
 
         def user(role: str) -> int:
             tag = uuid.uuid4().hex[:10]
@@ -88,11 +88,11 @@ def setup(conninfo: str) -> People:
         patient_users = []
         for _ in range(PATIENTS):
             patient_user = user("patient")
-            conn.execute("INSERT INTO patients (user_id) VALUES (%s)", (patient_user,))
+            conn.execute("INSERT INTO booking.patients (user_id) VALUES (%s)", (patient_user,))
             patient_users.append(patient_user)
         for i in range(HOT_SLOTS):
             start = WINDOW_START + i * GRID
-            conn.execute("SELECT create_slot(%s, %s, %s, %s)",
+            conn.execute("SELECT booking_api.create_slot(%s, %s, %s, %s)",
                          (practitioner_user, practitioner, start, start + GRID))
     return People(practitioner_user, practitioner, patient_users)
 
@@ -112,9 +112,9 @@ def worker(conninfo: str, people: People, seconds: float, seed: int) -> Result:
             # Targets are chosen from a superuser's view; by the time the call
             # runs, other workers may have changed everything: that is the point.
             slots = [r["id"] for r in look.execute(
-                "SELECT id FROM availability_slots WHERE practitioner_id = %s", (people.practitioner,))]
+                "SELECT id FROM booking.availability_slots WHERE practitioner_id = %s", (people.practitioner,))]
             booked = look.execute(
-                "SELECT a.id, p.user_id FROM appointments a JOIN patients p ON p.id = a.patient_id "
+                "SELECT a.id, p.user_id FROM booking.appointments a JOIN booking.patients p ON p.id = a.patient_id "
                 "WHERE a.practitioner_id = %s AND a.status = 'booked'", (people.practitioner,)).fetchall()
             op = rng.choices(["book", "cancel", "update", "delete", "create"], [5, 3, 2, 1, 1])[0]
             if op == "book" and slots:
@@ -207,7 +207,7 @@ def run(conninfo: str, *, seconds: float, workers: int) -> Report:
         deadlocks_before = deadlocks(conn)
         log = server_log(conn)
         log_offset = log.stat().st_size if log else 0
-        slots_before = conn.execute("SELECT count(*) AS n FROM availability_slots").fetchone()["n"]
+        slots_before = conn.execute("SELECT count(*) AS n FROM booking.availability_slots").fetchone()["n"]
 
     started = time.monotonic()
     context = multiprocessing.get_context("spawn")
@@ -223,12 +223,12 @@ def run(conninfo: str, *, seconds: float, workers: int) -> Report:
 
     time.sleep(1.0)  # backends report their statistics as they exit
     with psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as conn:
-        violations = conn.execute("SELECT * FROM check_booking_invariants()").fetchall()
+        violations = conn.execute("SELECT * FROM booking_api.check_booking_invariants()").fetchall()
         facts = conn.execute(
-            "SELECT (SELECT count(*) FROM appointments) AS appointments, "
-            "(SELECT count(*) FROM appointments WHERE status = 'cancelled') AS cancelled, "
-            "(SELECT count(*) FROM appointment_history) AS history, "
-            "(SELECT count(*) FROM availability_slots) AS slots").fetchone()
+            "SELECT (SELECT count(*) FROM booking.appointments) AS appointments, "
+            "(SELECT count(*) FROM booking.appointments WHERE status = 'cancelled') AS cancelled, "
+            "(SELECT count(*) FROM booking.appointment_history) AS history, "
+            "(SELECT count(*) FROM booking.availability_slots) AS slots").fetchone()
         deadlock_count = deadlocks(conn) - deadlocks_before
     expected_facts = {
         "appointments": counts["book ok"],

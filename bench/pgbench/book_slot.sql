@@ -5,4 +5,4 @@
 \set n :n + 1
 \set slot :offset + (:n - 1) * :clients + :client_id + 1
 \set patient_user :patient_user_base + 1 + (:client_id % :patients)
-SELECT * FROM book_slot(:patient_user, :slot);
+SELECT * FROM booking_api.book_slot(:patient_user, :slot);

@@ -3,4 +3,4 @@
 \set n :n + 1
 \set appointment :offset + (:n - 1) * :clients + :client_id + 1
 \set patient_user :patient_user_base + 1 + (:appointment % :patients)
-SELECT * FROM cancel_appointment(:patient_user, :appointment, 'bench');
+SELECT * FROM booking_api.cancel_appointment(:patient_user, :appointment, 'bench');

@@ -1,7 +1,7 @@
-/* Why: create_slot() and update_slot() accept the same ranges. A slot ends
+/* Why: booking_api.create_slot() and booking_api.update_slot() accept the same ranges. A slot ends
    after it starts, lasts at most 24 hours, starts in the future, and starts
    within two years (the booking horizon). */
-CREATE OR REPLACE FUNCTION booking_validate_slot_times(
+CREATE OR REPLACE FUNCTION booking.booking_validate_slot_times(
     p_start_time timestamptz,
     p_end_time   timestamptz,
     p_now        timestamptz
@@ -9,7 +9,7 @@ CREATE OR REPLACE FUNCTION booking_validate_slot_times(
 RETURNS void
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 BEGIN
     IF p_start_time IS NULL OR p_end_time IS NULL THEN
@@ -43,6 +43,6 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION booking_validate_slot_times(timestamptz, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION booking.booking_validate_slot_times(timestamptz, timestamptz, timestamptz) IS
     'Raises MB400, MBS05 (invalid_time_range) or MBS04 (slot_in_past) for an unacceptable slot range. Internal helper.';
-REVOKE ALL ON FUNCTION booking_validate_slot_times(timestamptz, timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.booking_validate_slot_times(timestamptz, timestamptz, timestamptz) FROM PUBLIC;

@@ -1,13 +1,13 @@
 /* Why: reading and cancelling an appointment are allowed to the same two
    people, its patient and its practitioner; this helper is that rule. */
-CREATE OR REPLACE FUNCTION booking_visible_appointment(
+CREATE OR REPLACE FUNCTION booking.booking_visible_appointment(
     p_actor_user_id  bigint,
     p_appointment_id bigint
 )
-RETURNS appointments
+RETURNS booking.appointments
 LANGUAGE plpgsql
 STABLE
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 DECLARE
     v_appointment appointments;
@@ -18,7 +18,7 @@ BEGIN
             USING ERRCODE = 'MB404', DETAIL = format('appointment_id=%s', p_appointment_id);
     END IF;
     IF NOT EXISTS (SELECT 1 FROM patients WHERE id = v_appointment.patient_id AND user_id = p_actor_user_id)
-       AND NOT EXISTS (SELECT 1 FROM practitioners
+       AND NOT EXISTS (SELECT 1 FROM public.practitioners
                         WHERE id = v_appointment.practitioner_id AND user_id = p_actor_user_id) THEN
         RAISE EXCEPTION 'only the appointment''s patient or practitioner may see or change it'
             USING ERRCODE = 'MB403',
@@ -28,6 +28,6 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION booking_visible_appointment(bigint, bigint) IS
+COMMENT ON FUNCTION booking.booking_visible_appointment(bigint, bigint) IS
     'Returns the appointment if the acting user is its patient or practitioner; raises MB404 or MB403 otherwise. Internal helper.';
-REVOKE ALL ON FUNCTION booking_visible_appointment(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.booking_visible_appointment(bigint, bigint) FROM PUBLIC;

@@ -17,14 +17,14 @@
    parallel; a slot being created or moved briefly holds up that practitioner's
    bookings only. The key is (a constant class, hash of the practitioner id):
    a hash collision can only serialise two practitioners, never break a rule. */
-CREATE OR REPLACE FUNCTION booking_lock_practitioner(
+CREATE OR REPLACE FUNCTION booking.booking_lock_practitioner(
     p_practitioner_id bigint,
     p_exclusive       boolean
 )
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 BEGIN
     IF p_exclusive THEN
@@ -35,7 +35,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION booking_lock_practitioner(bigint, boolean) IS
+COMMENT ON FUNCTION booking.booking_lock_practitioner(bigint, boolean) IS
     'Takes the transaction-level advisory lock that orders writes to one practitioner''s slots '
     '(shared: book, cancel; exclusive: create, update). Internal helper.';
-REVOKE ALL ON FUNCTION booking_lock_practitioner(bigint, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.booking_lock_practitioner(bigint, boolean) FROM PUBLIC;

@@ -1,9 +1,9 @@
 /* Why: every list function caps how many rows one call returns (1 to 500). */
-CREATE OR REPLACE FUNCTION booking_require_limit(p_limit integer)
+CREATE OR REPLACE FUNCTION booking.booking_require_limit(p_limit integer)
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 BEGIN
     IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 500 THEN
@@ -13,6 +13,6 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION booking_require_limit(integer) IS
+COMMENT ON FUNCTION booking.booking_require_limit(integer) IS
     'Raises MB400 unless p_limit is between 1 and 500. Internal helper.';
-REVOKE ALL ON FUNCTION booking_require_limit(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.booking_require_limit(integer) FROM PUBLIC;

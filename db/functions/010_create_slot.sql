@@ -1,20 +1,20 @@
 /* Why: the only way to publish availability. Overlap is refused by the
    availability_slots_no_overlap exclusion constraint, which also settles two
    concurrent inserts; its error is turned into MBS02 (slot_overlap) here. */
-CREATE OR REPLACE FUNCTION create_slot(
+CREATE OR REPLACE FUNCTION booking_api.create_slot(
     p_actor_user_id   bigint,
     p_practitioner_id bigint,
     p_start_time      timestamptz,
     p_end_time        timestamptz
 )
-RETURNS availability_slots
+RETURNS booking_api.slot
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 DECLARE
-    v_now  timestamptz := booking_now();
+    v_now  timestamptz := booking_api.booking_now();
     v_slot availability_slots;
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
@@ -33,12 +33,12 @@ BEGIN
                                   p_practitioner_id, p_start_time, p_end_time),
                   HINT = 'Choose a time that does not overlap existing slots.';
     END;
-    RETURN v_slot;
+    RETURN slot_out(v_slot);
 END
 $$;
 
-COMMENT ON FUNCTION create_slot(bigint, bigint, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION booking_api.create_slot(bigint, bigint, timestamptz, timestamptz) IS
     'Publishes an available slot for a practitioner. Acting user must be that practitioner. '
     'Errors: MB401, MB403, MB404, MB400, MBS05 invalid_time_range, MBS04 slot_in_past, MBS02 slot_overlap.';
-REVOKE ALL ON FUNCTION create_slot(bigint, bigint, timestamptz, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION create_slot(bigint, bigint, timestamptz, timestamptz) TO medbook_api;
+REVOKE ALL ON FUNCTION booking_api.create_slot(bigint, bigint, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.create_slot(bigint, bigint, timestamptz, timestamptz) TO medbook_api;

@@ -3,20 +3,20 @@
    started is history. The UPDATE re-checks status = 'available' under the row
    lock, so a booking that commits between the read and the write wins and this
    call reports slot_booked instead of moving a booked slot. */
-CREATE OR REPLACE FUNCTION update_slot(
+CREATE OR REPLACE FUNCTION booking_api.update_slot(
     p_actor_user_id bigint,
     p_slot_id       bigint,
     p_start_time    timestamptz DEFAULT NULL,
     p_end_time      timestamptz DEFAULT NULL
 )
-RETURNS availability_slots
+RETURNS booking_api.slot
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 DECLARE
-    v_now     timestamptz := booking_now();
+    v_now     timestamptz := booking_api.booking_now();
     v_slot    availability_slots;
     v_updated availability_slots;
 BEGIN
@@ -65,12 +65,12 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'slot not found' USING ERRCODE = 'MB404', DETAIL = format('slot_id=%s', p_slot_id);
     END IF;
-    RETURN v_updated;
+    RETURN slot_out(v_updated);
 END
 $$;
 
-COMMENT ON FUNCTION update_slot(bigint, bigint, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION booking_api.update_slot(bigint, bigint, timestamptz, timestamptz) IS
     'Moves or resizes an available future slot (NULL keeps a time). Acting user must own it. '
     'Errors: MB401, MB403, MB404, MB400, MBS03 slot_booked, MBS04 slot_in_past, MBS05 invalid_time_range, MBS02 slot_overlap.';
-REVOKE ALL ON FUNCTION update_slot(bigint, bigint, timestamptz, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION update_slot(bigint, bigint, timestamptz, timestamptz) TO medbook_api;
+REVOKE ALL ON FUNCTION booking_api.update_slot(bigint, bigint, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.update_slot(bigint, bigint, timestamptz, timestamptz) TO medbook_api;

@@ -3,15 +3,15 @@
    DELETE re-checks status = 'available' under the row lock. Cancelled
    appointments of the slot stay, with their own copy of the times; their
    slot_id becomes NULL (ON DELETE SET NULL). */
-CREATE OR REPLACE FUNCTION delete_slot(
+CREATE OR REPLACE FUNCTION booking_api.delete_slot(
     p_actor_user_id bigint,
     p_slot_id       bigint
 )
-RETURNS availability_slots
+RETURNS booking_api.slot
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 DECLARE
     v_slot    availability_slots;
@@ -35,12 +35,12 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'slot not found' USING ERRCODE = 'MB404', DETAIL = format('slot_id=%s', p_slot_id);
     END IF;
-    RETURN v_deleted;
+    RETURN slot_out(v_deleted);
 END
 $$;
 
-COMMENT ON FUNCTION delete_slot(bigint, bigint) IS
+COMMENT ON FUNCTION booking_api.delete_slot(bigint, bigint) IS
     'Deletes an available slot and returns it. Acting user must own it. '
     'Errors: MB401, MB403, MB404, MBS03 slot_booked.';
-REVOKE ALL ON FUNCTION delete_slot(bigint, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION delete_slot(bigint, bigint) TO medbook_api;
+REVOKE ALL ON FUNCTION booking_api.delete_slot(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.delete_slot(bigint, bigint) TO medbook_api;

@@ -1,13 +1,13 @@
 /* Why: any signed-in user may look at a slot (its status says whether it is free). */
-CREATE OR REPLACE FUNCTION get_slot(
+CREATE OR REPLACE FUNCTION booking_api.get_slot(
     p_actor_user_id bigint,
     p_slot_id       bigint
 )
-RETURNS availability_slots
+RETURNS booking_api.slot
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 DECLARE
     v_slot availability_slots;
@@ -17,11 +17,11 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'slot not found' USING ERRCODE = 'MB404', DETAIL = format('slot_id=%s', p_slot_id);
     END IF;
-    RETURN v_slot;
+    RETURN slot_out(v_slot);
 END
 $$;
 
-COMMENT ON FUNCTION get_slot(bigint, bigint) IS
+COMMENT ON FUNCTION booking_api.get_slot(bigint, bigint) IS
     'Returns one slot to any existing user. Errors: MB401, MB404.';
-REVOKE ALL ON FUNCTION get_slot(bigint, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION get_slot(bigint, bigint) TO medbook_api;
+REVOKE ALL ON FUNCTION booking_api.get_slot(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.get_slot(bigint, bigint) TO medbook_api;

@@ -4,21 +4,21 @@
    day has its true 23 or 25 hours. Without p_date, the next p_limit slots.
    Either way only slots that have not started, earliest first, served by the
    partial index availability_slots_available_by_start. */
-CREATE OR REPLACE FUNCTION list_available_slots(
+CREATE OR REPLACE FUNCTION booking_api.list_available_slots(
     p_actor_user_id   bigint,
     p_practitioner_id bigint,
     p_date            date DEFAULT NULL,
     p_time_zone       text DEFAULT NULL,
     p_limit           integer DEFAULT 100
 )
-RETURNS SETOF availability_slots
+RETURNS SETOF booking_api.slot
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 DECLARE
-    v_now       timestamptz := booking_now();
+    v_now       timestamptz := booking_api.booking_now();
     v_time_zone text;
     v_from      timestamptz;
     v_to        timestamptz;
@@ -29,7 +29,7 @@ BEGIN
 
     IF p_date IS NULL THEN
         RETURN QUERY
-            SELECT * FROM availability_slots
+            SELECT (slot_out(s)).* FROM availability_slots s
              WHERE practitioner_id = p_practitioner_id AND status = 'available'
                AND start_time > v_now
              ORDER BY start_time
@@ -52,7 +52,7 @@ BEGIN
     v_from := p_date::timestamp AT TIME ZONE v_time_zone;
     v_to := (p_date + 1)::timestamp AT TIME ZONE v_time_zone;
     RETURN QUERY
-        SELECT * FROM availability_slots
+        SELECT (slot_out(s)).* FROM availability_slots s
          WHERE practitioner_id = p_practitioner_id AND status = 'available'
            AND start_time >= v_from AND start_time < v_to
            AND start_time > v_now
@@ -60,8 +60,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION list_available_slots(bigint, bigint, date, text, integer) IS
+COMMENT ON FUNCTION booking_api.list_available_slots(bigint, bigint, date, text, integer) IS
     'Available, not yet started slots of a practitioner: those starting on local date p_date in p_time_zone '
     '(default: the practitioner''s zone), or without p_date the next p_limit (1-500). Errors: MB401, MB404, MB400.';
-REVOKE ALL ON FUNCTION list_available_slots(bigint, bigint, date, text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION list_available_slots(bigint, bigint, date, text, integer) TO medbook_api;
+REVOKE ALL ON FUNCTION booking_api.list_available_slots(bigint, bigint, date, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.list_available_slots(bigint, bigint, date, text, integer) TO medbook_api;

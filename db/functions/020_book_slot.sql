@@ -13,18 +13,18 @@
    row lock, taken first), no serialization failure at READ COMMITTED. A caller
    running REPEATABLE READ or SERIALIZABLE gets a serialization failure from
    the blocked UPDATE instead; it is caught and reported as slot_unavailable. */
-CREATE OR REPLACE FUNCTION book_slot(
+CREATE OR REPLACE FUNCTION booking_api.book_slot(
     p_actor_user_id bigint,
     p_slot_id       bigint
 )
-RETURNS appointments
+RETURNS booking_api.appointment
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 DECLARE
-    v_now         timestamptz := booking_now();
+    v_now         timestamptz := booking_api.booking_now();
     v_patient_id  bigint;
     v_practitioner_id bigint;
     v_slot        availability_slots;
@@ -75,12 +75,12 @@ BEGIN
     INSERT INTO appointments (slot_id, patient_id, practitioner_id, status, start_time, end_time, booked_at)
     VALUES (v_slot.id, v_patient_id, v_slot.practitioner_id, 'booked', v_slot.start_time, v_slot.end_time, v_now)
     RETURNING * INTO v_appointment;
-    RETURN v_appointment;
+    RETURN appointment_out(v_appointment);
 END
 $$;
 
-COMMENT ON FUNCTION book_slot(bigint, bigint) IS
+COMMENT ON FUNCTION booking_api.book_slot(bigint, bigint) IS
     'Books an available future slot for the acting patient; exactly one of any concurrent callers wins. '
     'Errors: MB401, MB403 (not a patient), MB404, MBS04 slot_in_past, MBS01 slot_unavailable.';
-REVOKE ALL ON FUNCTION book_slot(bigint, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION book_slot(bigint, bigint) TO medbook_api;
+REVOKE ALL ON FUNCTION booking_api.book_slot(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.book_slot(bigint, bigint) TO medbook_api;

@@ -2,23 +2,23 @@
    again at once. The window: the patient may cancel until the practitioner's
    cancellation_notice before the start (default 24 hours), the practitioner
    until the start; at or after the deadline nobody can (MBA02). Lock order is
-   appointment row, then slot row; book_slot() only ever claims an 'available'
+   appointment row, then slot row; booking_api.book_slot() only ever claims an 'available'
    slot, which a slot with a booked appointment is not until this commits, so
    the two never wait on each other in a cycle. Two concurrent cancellations
    serialise on the appointment row; the second finds it cancelled (MBA01). */
-CREATE OR REPLACE FUNCTION cancel_appointment(
+CREATE OR REPLACE FUNCTION booking_api.cancel_appointment(
     p_actor_user_id  bigint,
     p_appointment_id bigint,
     p_reason         text DEFAULT NULL
 )
-RETURNS appointments
+RETURNS booking_api.appointment
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 DECLARE
-    v_now          timestamptz := booking_now();
+    v_now          timestamptz := booking_api.booking_now();
     v_appointment  appointments;
     v_notice       interval;
     v_deadline     timestamptz;
@@ -60,13 +60,13 @@ BEGIN
     END IF;
     UPDATE availability_slots SET status = 'available', updated_at = v_now
      WHERE id = v_appointment.slot_id;
-    RETURN v_appointment;
+    RETURN appointment_out(v_appointment);
 END
 $$;
 
-COMMENT ON FUNCTION cancel_appointment(bigint, bigint, text) IS
+COMMENT ON FUNCTION booking_api.cancel_appointment(bigint, bigint, text) IS
     'Cancels a booked appointment and frees its slot. Patient: until the cancellation notice before the start; '
     'practitioner: until the start. Errors: MB401, MB403, MB404, MB400, MBA01 appointment_not_active, '
     'MBA02 cancellation_window_closed.';
-REVOKE ALL ON FUNCTION cancel_appointment(bigint, bigint, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION cancel_appointment(bigint, bigint, text) TO medbook_api;
+REVOKE ALL ON FUNCTION booking_api.cancel_appointment(bigint, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.cancel_appointment(bigint, bigint, text) TO medbook_api;

@@ -1,20 +1,20 @@
 /* Why: a practitioner chooses the zone their dates are read in and how much
    notice patients must give to cancel. NULL keeps the current value; both
    NULL is MB400 (nothing to update). */
-CREATE OR REPLACE FUNCTION set_booking_settings(
+CREATE OR REPLACE FUNCTION booking_api.set_booking_settings(
     p_actor_user_id       bigint,
     p_practitioner_id     bigint,
     p_time_zone           text DEFAULT NULL,
     p_cancellation_notice interval DEFAULT NULL
 )
-RETURNS practitioner_booking_settings
+RETURNS booking_api.booking_settings
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
 DECLARE
-    v_settings practitioner_booking_settings;
+    v_settings booking_api.booking_settings;
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     PERFORM booking_require_practitioner(p_actor_user_id, p_practitioner_id);
@@ -39,13 +39,13 @@ BEGIN
        SET time_zone = coalesce(p_time_zone, s.time_zone),
            cancellation_notice = coalesce(p_cancellation_notice, s.cancellation_notice),
            updated_at = now()
-    RETURNING * INTO v_settings;
+    RETURNING s.practitioner_id, s.time_zone, s.cancellation_notice INTO v_settings;
     RETURN v_settings;
 END
 $$;
 
-COMMENT ON FUNCTION set_booking_settings(bigint, bigint, text, interval) IS
+COMMENT ON FUNCTION booking_api.set_booking_settings(bigint, bigint, text, interval) IS
     'Sets a practitioner''s booking time zone and/or cancellation notice (0-30 days). Acting user must be '
     'that practitioner. Errors: MB401, MB403, MB404, MB400.';
-REVOKE ALL ON FUNCTION set_booking_settings(bigint, bigint, text, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION set_booking_settings(bigint, bigint, text, interval) TO medbook_api;
+REVOKE ALL ON FUNCTION booking_api.set_booking_settings(bigint, bigint, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.set_booking_settings(bigint, bigint, text, interval) TO medbook_api;

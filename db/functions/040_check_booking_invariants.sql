@@ -1,11 +1,11 @@
 /* Why: the constraints should make these impossible; this lets a DBA (or a
    test after a fault) prove it. One row per violation; no rows when healthy. */
-CREATE OR REPLACE FUNCTION check_booking_invariants()
+CREATE OR REPLACE FUNCTION booking_api.check_booking_invariants()
 RETURNS TABLE (invariant text, slot_id bigint, appointment_id bigint, detail text)
 LANGUAGE sql
 STABLE
 SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
     SELECT 'booked_slot_without_booked_appointment', s.id, NULL::bigint, 'status booked, no booked appointment'
       FROM availability_slots s
@@ -44,7 +44,7 @@ AS $$
      WHERE h.to_status IS DISTINCT FROM a.status;
 $$;
 
-COMMENT ON FUNCTION check_booking_invariants() IS
+COMMENT ON FUNCTION booking_api.check_booking_invariants() IS
     'Lists violations of the booking invariants (one row each); no rows means healthy. For DBAs and tests.';
-REVOKE ALL ON FUNCTION check_booking_invariants() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION check_booking_invariants() TO medbook_reporting;
+REVOKE ALL ON FUNCTION booking_api.check_booking_invariants() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.check_booking_invariants() TO medbook_reporting;

@@ -1,0 +1,68 @@
+/* Why: callers see declared shapes, never table rows. A column added to a
+   booking table reaches no SQL caller, other service or API response until
+   it is added here on purpose. Each type has one function that turns its
+   table's row into it, so every function returns the same shape the same
+   way. migrate drops and re-creates these types with the functions
+   (db/CONVENTIONS.md), so a changed shape needs no migration step. */
+CREATE TYPE booking_api.slot AS (
+    id              bigint,
+    practitioner_id bigint,
+    start_time      timestamptz,
+    end_time        timestamptz,
+    status          text
+);
+COMMENT ON TYPE booking_api.slot IS
+    'A slot as callers see it: status is available | booked.';
+
+CREATE TYPE booking_api.appointment AS (
+    id                  bigint,
+    slot_id             bigint,
+    patient_id          bigint,
+    practitioner_id     bigint,
+    status              text,
+    start_time          timestamptz,
+    end_time            timestamptz,
+    booked_at           timestamptz,
+    cancelled_at        timestamptz,
+    cancelled_by        bigint,
+    cancellation_reason text
+);
+COMMENT ON TYPE booking_api.appointment IS
+    'An appointment as its patient and practitioner see it; slot_id is NULL once a cancelled '
+    'appointment''s slot is deleted.';
+
+CREATE TYPE booking_api.booking_settings AS (
+    practitioner_id     bigint,
+    time_zone           text,
+    cancellation_notice interval
+);
+COMMENT ON TYPE booking_api.booking_settings IS
+    'A practitioner''s booking time zone and cancellation notice.';
+
+CREATE OR REPLACE FUNCTION booking.slot_out(p_slot booking.availability_slots)
+RETURNS booking_api.slot
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, booking, pg_temp
+AS $$
+    SELECT ROW(p_slot.id, p_slot.practitioner_id, p_slot.start_time, p_slot.end_time,
+               p_slot.status)::booking_api.slot
+$$;
+COMMENT ON FUNCTION booking.slot_out(booking.availability_slots) IS
+    'The booking_api.slot shape of a slot row.';
+REVOKE ALL ON FUNCTION booking.slot_out(booking.availability_slots) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION booking.appointment_out(p_appointment booking.appointments)
+RETURNS booking_api.appointment
+LANGUAGE sql
+IMMUTABLE
+SET search_path = pg_catalog, booking, pg_temp
+AS $$
+    SELECT ROW(p_appointment.id, p_appointment.slot_id, p_appointment.patient_id,
+               p_appointment.practitioner_id, p_appointment.status, p_appointment.start_time,
+               p_appointment.end_time, p_appointment.booked_at, p_appointment.cancelled_at,
+               p_appointment.cancelled_by, p_appointment.cancellation_reason)::booking_api.appointment
+$$;
+COMMENT ON FUNCTION booking.appointment_out(booking.appointments) IS
+    'The booking_api.appointment shape of an appointment row.';
+REVOKE ALL ON FUNCTION booking.appointment_out(booking.appointments) FROM PUBLIC;
