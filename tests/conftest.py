@@ -96,7 +96,7 @@ def without_search_path(conninfo: str) -> str:
 def admin(db: str) -> Iterator[psycopg.Connection]:
     """A superuser connection: sets up people and moves the clock, like a DBA would."""
     with psycopg.connect(db, autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("SELECT set_booking_clock(%s)", (NOW,))
+        conn.execute("SELECT booking.set_booking_clock(%s)", (NOW,))
         yield conn
 
 
@@ -144,7 +144,7 @@ def add_practitioner(conn: psycopg.Connection) -> tuple[int, int]:
 
 def add_patient(conn: psycopg.Connection) -> tuple[int, int]:
     user = add_user(conn, "patient")
-    pid = conn.execute("INSERT INTO patients (user_id) VALUES (%s) RETURNING id", (user,)).fetchone()["id"]
+    pid = conn.execute("INSERT INTO booking.patients (user_id) VALUES (%s) RETURNING id", (user,)).fetchone()["id"]
     return user, pid
 
 
@@ -158,7 +158,7 @@ def world(admin: psycopg.Connection) -> World:
 
 
 def set_clock(conn: psycopg.Connection, at: datetime) -> None:
-    conn.execute("SELECT set_booking_clock(%s)", (at,))
+    conn.execute("SELECT booking.set_booking_clock(%s)", (at,))
 
 
 def make_slot(conn: psycopg.Connection, world: World, start: datetime,
@@ -166,7 +166,7 @@ def make_slot(conn: psycopg.Connection, world: World, start: datetime,
     """Creates a slot through create_slot() as the practitioner (who owns it)."""
     user = getattr(world, f"{practitioner}_user")
     pid = getattr(world, practitioner)
-    return conn.execute("SELECT * FROM create_slot(%s, %s, %s, %s)",
+    return conn.execute("SELECT * FROM booking_api.create_slot(%s, %s, %s, %s)",
                         (user, pid, start, start + timedelta(minutes=minutes))).fetchone()
 
 
@@ -179,7 +179,7 @@ def sqlstate(expected: str) -> Iterator[pytest.ExceptionInfo]:
 
 
 def invariant_violations(conn: psycopg.Connection) -> list[dict]:
-    return conn.execute("SELECT * FROM check_booking_invariants()").fetchall()
+    return conn.execute("SELECT * FROM booking_api.check_booking_invariants()").fetchall()
 
 
 # HTTP layer -----------------------------------------------------------------

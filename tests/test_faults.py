@@ -111,7 +111,7 @@ class People:
 
 def add_people(conninfo: str, patients: int) -> People:
     with psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("SELECT set_booking_clock(%s)", (NOW,))
+        conn.execute("SELECT booking.set_booking_clock(%s)", (NOW,))
         pu, p = add_practitioner(conn)
         pairs = [add_patient(conn) for _ in range(patients)]
     return People(pu, p, [u for u, _ in pairs], [q for _, q in pairs])
@@ -122,7 +122,7 @@ def add_slots(conninfo: str, people: People, count: int, days: int = 10) -> list
         ids = []
         for i in range(count):
             start = NOW + timedelta(days=days, minutes=30 * i)
-            ids.append(conn.execute("SELECT id FROM create_slot(%s, %s, %s, %s)",
+            ids.append(conn.execute("SELECT id FROM booking_api.create_slot(%s, %s, %s, %s)",
                                     (people.practitioner_user, people.practitioner, start,
                                      start + timedelta(minutes=30))).fetchone()["id"])
     return ids
@@ -176,7 +176,7 @@ def assert_unavailable(response) -> None:
 
 def test_backend_terminated_mid_booking(db, admin, world):
     """The booking has claimed the slot and waits to insert the appointment when it is killed."""
-    slot = admin.execute("SELECT * FROM create_slot(%s, %s, %s, %s)",
+    slot = admin.execute("SELECT * FROM booking_api.create_slot(%s, %s, %s, %s)",
                          (world.practitioner_user, world.practitioner, NOW + timedelta(days=2),
                           NOW + timedelta(days=2, minutes=30))).fetchone()
     application = make_app(db, LOCK_TIMEOUT_MS=60_000)
@@ -185,23 +185,23 @@ def test_backend_terminated_mid_booking(db, admin, world):
         # Holding the patient's row stops the appointment's foreign-key check, i.e.
         # after the slot was claimed and before the appointment exists.
         with psycopg.connect(db, row_factory=dict_row) as holder:
-            holder.execute("SELECT * FROM patients WHERE id = %s FOR UPDATE", (world.patient,))
+            holder.execute("SELECT * FROM booking.patients WHERE id = %s FOR UPDATE", (world.patient,))
             thread, box = in_background(lambda: client.post(
                 "/v1/appointments", json={"slot_id": slot["id"]}, headers=bearer(world.patient_user)))
             pid = wait_for(lambda: waiting_api_backend(admin, "book_slot"), 10)
             # Mid-booking indeed: the slot's row is held by the booking transaction.
             with pytest.raises(psycopg.errors.LockNotAvailable):
-                admin.execute("SELECT 1 FROM availability_slots WHERE id = %s FOR UPDATE NOWAIT",
+                admin.execute("SELECT 1 FROM booking.availability_slots WHERE id = %s FOR UPDATE NOWAIT",
                               (slot["id"],))
             assert admin.execute("SELECT pg_terminate_backend(%s) AS ok", (pid,)).fetchone()["ok"]
             thread.join(10)
             assert_unavailable(box["result"])
             holder.rollback()
 
-        assert admin.execute("SELECT status FROM availability_slots WHERE id = %s",
+        assert admin.execute("SELECT status FROM booking.availability_slots WHERE id = %s",
                              (slot["id"],)).fetchone()["status"] == "available"
-        assert admin.execute("SELECT count(*) AS n FROM appointments").fetchone()["n"] == 0
-        assert admin.execute("SELECT count(*) AS n FROM appointment_history").fetchone()["n"] == 0
+        assert admin.execute("SELECT count(*) AS n FROM booking.appointments").fetchone()["n"] == 0
+        assert admin.execute("SELECT count(*) AS n FROM booking.appointment_history").fetchone()["n"] == 0
         assert invariant_violations(admin) == []
         # The pool dropped the dead connection: the retry simply works.
         retry = client.post("/v1/appointments", json={"slot_id": slot["id"]},
@@ -214,32 +214,32 @@ def test_backend_terminated_mid_booking(db, admin, world):
 
 def test_backend_terminated_mid_cancellation(db, admin, world):
     """The cancellation has updated the appointment and waits for the slot when it is killed."""
-    slot = admin.execute("SELECT * FROM create_slot(%s, %s, %s, %s)",
+    slot = admin.execute("SELECT * FROM booking_api.create_slot(%s, %s, %s, %s)",
                          (world.practitioner_user, world.practitioner, NOW + timedelta(days=2),
                           NOW + timedelta(days=2, minutes=30))).fetchone()
-    appointment = admin.execute("SELECT * FROM book_slot(%s, %s)",
+    appointment = admin.execute("SELECT * FROM booking_api.book_slot(%s, %s)",
                                 (world.patient_user, slot["id"])).fetchone()
     application = make_app(db, LOCK_TIMEOUT_MS=60_000)
     try:
         client = application.test_client()
         with psycopg.connect(db, row_factory=dict_row) as holder:
-            holder.execute("SELECT * FROM availability_slots WHERE id = %s FOR UPDATE", (slot["id"],))
+            holder.execute("SELECT * FROM booking.availability_slots WHERE id = %s FOR UPDATE", (slot["id"],))
             thread, box = in_background(lambda: client.post(
                 f"/v1/appointments/{appointment['id']}/cancel", json={"reason": "away"},
                 headers=bearer(world.patient_user)))
             pid = wait_for(lambda: waiting_api_backend(admin, "cancel_appointment"), 10)
             with pytest.raises(psycopg.errors.LockNotAvailable):
-                admin.execute("SELECT 1 FROM appointments WHERE id = %s FOR UPDATE NOWAIT",
+                admin.execute("SELECT 1 FROM booking.appointments WHERE id = %s FOR UPDATE NOWAIT",
                               (appointment["id"],))
             assert admin.execute("SELECT pg_terminate_backend(%s) AS ok", (pid,)).fetchone()["ok"]
             thread.join(10)
             assert_unavailable(box["result"])
             holder.rollback()
 
-        row = admin.execute("SELECT status, cancelled_at FROM appointments WHERE id = %s",
+        row = admin.execute("SELECT status, cancelled_at FROM booking.appointments WHERE id = %s",
                             (appointment["id"],)).fetchone()
         assert row == {"status": "booked", "cancelled_at": None}
-        assert admin.execute("SELECT count(*) AS n FROM appointment_history").fetchone()["n"] == 1
+        assert admin.execute("SELECT count(*) AS n FROM booking.appointment_history").fetchone()["n"] == 1
         assert invariant_violations(admin) == []
         retry = client.post(f"/v1/appointments/{appointment['id']}/cancel", json={"reason": "away"},
                             headers=bearer(world.patient_user))
@@ -253,7 +253,7 @@ def test_backend_terminated_mid_cancellation(db, admin, world):
 # Timeouts ------------------------------------------------------------------------
 
 def test_a_held_lock_gives_a_prompt_503(db, admin, world):
-    slot = admin.execute("SELECT * FROM create_slot(%s, %s, %s, %s)",
+    slot = admin.execute("SELECT * FROM booking_api.create_slot(%s, %s, %s, %s)",
                          (world.practitioner_user, world.practitioner, NOW + timedelta(days=2),
                           NOW + timedelta(days=2, minutes=30))).fetchone()
     lock_timeout = 0.5
@@ -262,7 +262,7 @@ def test_a_held_lock_gives_a_prompt_503(db, admin, world):
         client = application.test_client()
         with psycopg.connect(db) as holder:
             # Somebody (a DBA, another service) holds the slot for a long time.
-            holder.execute("SELECT * FROM availability_slots WHERE id = %s FOR UPDATE", (slot["id"],))
+            holder.execute("SELECT * FROM booking.availability_slots WHERE id = %s FOR UPDATE", (slot["id"],))
             started = time.monotonic()
             response = client.post("/v1/appointments", json={"slot_id": slot["id"]},
                                    headers=bearer(world.patient_user))
@@ -270,7 +270,7 @@ def test_a_held_lock_gives_a_prompt_503(db, admin, world):
             assert_unavailable(response)
             assert lock_timeout <= elapsed < lock_timeout + 3
             holder.rollback()
-        assert admin.execute("SELECT count(*) AS n FROM appointments").fetchone()["n"] == 0
+        assert admin.execute("SELECT count(*) AS n FROM booking.appointments").fetchone()["n"] == 0
         after = client.post("/v1/appointments", json={"slot_id": slot["id"]},
                             headers=bearer(world.patient_user))
         assert after.status_code == 201
@@ -497,17 +497,17 @@ def test_crash_loses_no_acknowledged_booking_or_cancellation(private_server: Pri
         assert statuses[503] > 0  # the crash was felt by clients
         with psycopg.connect(private_server.conninfo, autocommit=True, row_factory=dict_row) as conn:
             rows = {r["id"]: r for r in conn.execute(
-                "SELECT id, patient_id, slot_id, status FROM appointments WHERE id = ANY(%s)",
+                "SELECT id, patient_id, slot_id, status FROM booking.appointments WHERE id = ANY(%s)",
                 (list(booked),))}
             assert set(rows) == set(booked)
             assert all((rows[a]["patient_id"], rows[a]["slot_id"]) == booked[a] for a in booked)
             assert all(rows[a]["status"] == "cancelled" for a in cancelled)
             history = conn.execute(
-                "SELECT appointment_id, count(*) AS n FROM appointment_history "
+                "SELECT appointment_id, count(*) AS n FROM booking.appointment_history "
                 "WHERE appointment_id = ANY(%s) GROUP BY 1", (list(cancelled),)).fetchall()
             assert {h["appointment_id"]: h["n"] for h in history} == dict.fromkeys(cancelled, 2)
             assert invariant_violations(conn) == []
-            recovered = conn.execute("SELECT count(*) AS n FROM appointments").fetchone()["n"]
+            recovered = conn.execute("SELECT count(*) AS n FROM booking.appointments").fetchone()["n"]
         # The same API object serves again once the server is back.
         client = application.test_client()
         free = next(s for s in slots if s not in {b[1] for b in booked.values()})

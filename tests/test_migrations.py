@@ -48,18 +48,19 @@ def test_migrate_on_existing_medbook_tables_leaves_them_untouched(pg_server):
             rows_before = conn.execute("SELECT * FROM users ORDER BY id").fetchall()
 
         applied = schema.migrate(url)
-        assert applied == ["0001_medbook_baseline", "0002_booking_roles", "0003_booking_schema",
-                           *applied[3:]]
+        assert applied == ["0001_medbook_baseline", "0002_booking_roles", "0002a_booking_schemas",
+                           "0003_booking_schema", *applied[4:]]
 
         with psycopg.connect(url, autocommit=True) as conn:
             assert conn.execute(COLUMNS).fetchall() == before
             assert conn.execute("SELECT * FROM users ORDER BY id").fetchall() == rows_before
             # Booking works on top of the production tables (integer ids).
-            conn.execute("INSERT INTO patients (user_id) VALUES (2)")
-            conn.execute("SELECT set_booking_clock('2027-01-01T00:00Z')")
-            slot = conn.execute("SELECT id FROM create_slot(1, 1, '2027-01-02T09:00Z', '2027-01-02T09:30Z')"
-                                ).fetchone()[0]
-            assert conn.execute("SELECT status FROM book_slot(2, %s)", (slot,)).fetchone()[0] == "booked"
+            conn.execute("INSERT INTO booking.patients (user_id) VALUES (2)")
+            conn.execute("SELECT booking.set_booking_clock('2027-01-01T00:00Z')")
+            slot = conn.execute("SELECT id FROM booking_api.create_slot(1, 1, '2027-01-02T09:00Z', "
+                                "'2027-01-02T09:30Z')").fetchone()[0]
+            assert conn.execute("SELECT status FROM booking_api.book_slot(2, %s)",
+                                (slot,)).fetchone()[0] == "booked"
 
 
 def test_migrate_is_repeatable_and_reapplies_functions_every_time(pg_server):
@@ -70,21 +71,21 @@ def test_migrate_is_repeatable_and_reapplies_functions_every_time(pg_server):
             tables = conn.execute(COLUMNS).fetchall()
             assert {t[0] for t in tables} == {"users", "practitioners"}
             conn.execute("SET ROLE medbook_owner")
-            conn.execute("CREATE OR REPLACE FUNCTION booking_now() RETURNS timestamptz LANGUAGE sql STABLE "
-                         "AS $$ SELECT '1999-01-01'::timestamptz $$")
+            conn.execute("CREATE OR REPLACE FUNCTION booking_api.booking_now() RETURNS timestamptz "
+                         "LANGUAGE sql STABLE AS $$ SELECT '1999-01-01'::timestamptz $$")
             conn.execute("RESET ROLE")
-            conn.execute("DELETE FROM booking_clock")
+            conn.execute("DELETE FROM booking.booking_clock")
 
         assert schema.migrate(url) == []
         with psycopg.connect(url, autocommit=True) as conn:
-            now, real = conn.execute("SELECT booking_now(), now()").fetchone()
+            now, real = conn.execute("SELECT booking_api.booking_now(), now()").fetchone()
             assert now == real
             owners = conn.execute(
                 "SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc "
                 "WHERE proname IN ('book_slot', 'cancel_appointment', 'create_slot')").fetchall()
             assert owners == [("medbook_owner",)]
             tables = conn.execute(
-                "SELECT DISTINCT tableowner FROM pg_tables WHERE tablename IN "
+                "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'booking' AND tablename IN "
                 "('availability_slots', 'appointments', 'appointment_history', 'patients')").fetchall()
             assert tables == [("medbook_owner",)]
 
@@ -94,9 +95,10 @@ def test_every_function_file_defines_a_commented_function(db):
         for path in schema.function_files():
             text = path.read_text()
             assert "CREATE OR REPLACE FUNCTION" in text and "COMMENT ON FUNCTION" in text, path.name
+            assert "SET search_path = pg_catalog, booking, pg_temp" in text, path.name
         uncommented = conn.execute(
             "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) = 'medbook_owner' "
+            "WHERE n.nspname IN ('booking', 'booking_api') AND pg_get_userbyid(p.proowner) = 'medbook_owner' "
             "AND p.prorettype <> 'trigger'::regtype AND obj_description(p.oid, 'pg_proc') IS NULL").fetchall()
         assert uncommented == []
         definer_without_path = conn.execute(

@@ -276,7 +276,7 @@ def test_reporting_views_migration_rolls_back_and_applies_again(admin):
 
     def views() -> set[str]:
         rows = admin.execute("SELECT schemaname || '.' || viewname AS v FROM pg_views "
-                             "WHERE has_table_privilege('medbook_reporting', format('%I.%I', schemaname, viewname), "
+                             "WHERE schemaname LIKE 'booking%%' AND has_table_privilege('medbook_reporting', format('%I.%I', schemaname, viewname), "
                              "'SELECT')")
         return {row["v"] for row in rows}
 

@@ -266,7 +266,7 @@ def test_api_role_cannot_move_the_clock(api_conn, admin):
     with sqlstate("42501"):
         api_conn.execute("SELECT booking.set_booking_clock(now())")
     with sqlstate("42501"):
-        api_conn.execute("DELETE FROM booking_clock")
+        api_conn.execute("DELETE FROM booking.booking_clock")
     assert api_conn.execute("SELECT booking_now() AS t").fetchone()["t"] == NOW
 
 
