@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from urllib.parse import unquote_plus
 
 import psycopg
 from conftest import JWT_SECRET
@@ -125,3 +127,31 @@ def test_cli_migrate_uses_database_url(pg_server, monkeypatch, capsys):
         assert "0003_booking_schema" in capsys.readouterr().out
         assert cli.main(["migrate"]) == 0
         assert "none pending" in capsys.readouterr().out
+
+
+# Migrations that landed before each migration set its own lock_timeout; migrate
+# gives their connections one (api/schema.py) and they are never edited.
+LANDED_WITHOUT_LOCK_TIMEOUT = {"0001_medbook_baseline", "0002_booking_roles", "0003_booking_schema",
+                               "0004_reporting_views"}
+
+
+def test_landed_migrations_are_pinned_by_checksum():
+    """yoyo knows a migration by its id only: an edited landed migration would never run again."""
+    pinned = {}
+    for line in (schema.MIGRATIONS_DIR / "CHECKSUMS").read_text().splitlines():
+        digest, name = line.split()
+        pinned[name] = digest
+    files = {path.name: path for path in schema.MIGRATIONS_DIR.glob("*.sql")}
+    assert sorted(files) == sorted(pinned), \
+        "every migration file has exactly one line in db/migrations/CHECKSUMS (sha256sum *.sql)"
+    changed = [name for name, path in files.items()
+               if hashlib.sha256(path.read_bytes()).hexdigest() != pinned[name]]
+    assert not changed, f"landed migrations changed: {changed}; add a new migration instead"
+
+
+def test_every_migration_sets_a_lock_timeout():
+    for path in sorted(schema.MIGRATIONS_DIR.glob("*.sql")):
+        migration = path.name.removesuffix(".sql").removesuffix(".rollback")
+        if migration not in LANDED_WITHOUT_LOCK_TIMEOUT:
+            assert "SET LOCAL lock_timeout" in path.read_text(), path.name
+    assert f"-c lock_timeout={schema.LOCK_TIMEOUT_MS}" in unquote_plus(schema.yoyo_uri("dbname=x"))
