@@ -201,7 +201,8 @@ def load_data(conninfo: str, sizes: Sizes) -> None:
             start = datetime.combine(FIRST_DAY + timedelta(days=day), datetime.min.time(), UTC) \
                 + timedelta(hours=8, minutes=30 * k)
             conn.execute("""
-                INSERT INTO booking.availability_slots (id, practitioner_id, start_time, end_time) OVERRIDING SYSTEM VALUE
+                INSERT INTO booking.availability_slots (id, practitioner_id, start_time, end_time)
+                OVERRIDING SYSTEM VALUE
                 SELECT %(i)s::bigint * %(p)s + g, g, %(start)s, %(start)s + interval '30 minutes'
                   FROM generate_series(1, %(p)s) g""", {"i": i, "p": p, "start": start})
             if i % 20 == 19:
@@ -327,7 +328,8 @@ def cancel_runs(conninfo: str, sizes: Sizes, offset: int, available: int) -> dic
                                  offset=offset)
             runs.setdefault(clients, []).append(result)
             with psycopg.connect(conninfo) as conn:
-                offset = conn.execute("SELECT max(id) FROM booking.appointments WHERE status = 'cancelled'").fetchone()[0]
+                offset = conn.execute("SELECT max(id) FROM booking.appointments "
+                                      "WHERE status = 'cancelled'").fetchone()[0]
             if offset >= available:
                 raise SystemExit("bench: the pre-booked appointments ran out; raise the reserve")
             log(f"rep {rep + 1}/{sizes.reps}, {clients:>2} clients: cancel_appointment {result['tps']:8.0f} tps")

@@ -161,9 +161,9 @@ def test_api_role_cannot_call_internal_helpers_or_change_functions(api_login, wo
         == INSUFFICIENT_PRIVILEGE
     assert refused(api_login, "DROP FUNCTION booking_api.book_slot(bigint, bigint)") == INSUFFICIENT_PRIVILEGE
     assert refused(api_login, "CREATE TABLE public.booking_now (x int)") == INSUFFICIENT_PRIVILEGE
-    for schema in ("booking", "booking_api", "booking_reporting"):
-        assert refused(api_login, f"CREATE TABLE {schema}.planted (x int)") == INSUFFICIENT_PRIVILEGE
-        assert refused(api_login, f"CREATE FUNCTION {schema}.booking_now() RETURNS timestamptz "
+    for namespace in ("booking", "booking_api", "booking_reporting"):
+        assert refused(api_login, f"CREATE TABLE {namespace}.planted (x int)") == INSUFFICIENT_PRIVILEGE
+        assert refused(api_login, f"CREATE FUNCTION {namespace}.booking_now() RETURNS timestamptz "
                                   "LANGUAGE sql AS $$ SELECT now() $$") == INSUFFICIENT_PRIVILEGE
     assert refused(api_login, "SET ROLE medbook_owner") == INSUFFICIENT_PRIVILEGE
 
@@ -276,8 +276,8 @@ def test_reporting_views_migration_rolls_back_and_applies_again(admin):
 
     def views() -> set[str]:
         rows = admin.execute("SELECT schemaname || '.' || viewname AS v FROM pg_views "
-                             "WHERE schemaname LIKE 'booking%%' AND has_table_privilege('medbook_reporting', format('%I.%I', schemaname, viewname), "
-                             "'SELECT')")
+                             "WHERE schemaname LIKE 'booking%%' AND has_table_privilege('medbook_reporting', "
+                             "format('%I.%I', schemaname, viewname), 'SELECT')")
         return {row["v"] for row in rows}
 
     assert views() == set(VIEWS)

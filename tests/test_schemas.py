@@ -110,13 +110,13 @@ def fingerprint(url: str) -> list[str]:
 def last_public_release(tmp_path: Path) -> Path:
     """db/ of the last release whose objects lived in public, from the repository's history."""
     git = shutil.which("git")
-    found = git and subprocess.run([git, "-C", str(ROOT), "cat-file", "-e", LAST_PUBLIC_RELEASE],
+    found = git and subprocess.run([git, "-C", str(ROOT), "cat-file", "-e", LAST_PUBLIC_RELEASE],  # noqa: S603
                                    capture_output=True).returncode == 0
     if not found:
         if os.environ.get("CI"):
             pytest.fail("the repository's history (git) is needed to rebuild the last release")
         pytest.skip("git history of the last release is not available")
-    archive = subprocess.run([git, "-C", str(ROOT), "archive", LAST_PUBLIC_RELEASE, "db"],
+    archive = subprocess.run([git, "-C", str(ROOT), "archive", LAST_PUBLIC_RELEASE, "db"],  # noqa: S603
                              capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(tmp_path, filter="data")
