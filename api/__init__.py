@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 
-from . import appointments, docs, errors, practitioners, slots
+from . import appointments, docs, errors, observability, practitioners, slots
 from .db import Database
 
 log = logging.getLogger("medbook.api")
@@ -26,6 +26,8 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "STATEMENT_TIMEOUT_MS": ("MEDBOOK_STATEMENT_TIMEOUT_MS", 5000),
     "IDLE_IN_TRANSACTION_TIMEOUT_MS": ("MEDBOOK_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000),
     "MAX_CONTENT_LENGTH": ("MEDBOOK_MAX_BODY_BYTES", 64 * 1024),
+    "LOG_FORMAT": ("MEDBOOK_LOG_FORMAT", "json"),
+    "METRICS": ("MEDBOOK_METRICS", "off"),
 }
 
 
@@ -92,4 +94,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(practitioners.bp)
     app.register_blueprint(docs.bp)
     errors.register(app)
+    observability.init_app(app)
     return app

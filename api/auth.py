@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import jwt
-from flask import current_app, request
+from flask import current_app, g, request
 
 from .errors import ApiError
 from .parse import BIGINT_MAX, ID_PATTERN
@@ -37,4 +37,5 @@ def current_user_id() -> int:
     sub = claims["sub"]
     if not isinstance(sub, str) or not ID_PATTERN.fullmatch(sub) or not 1 <= int(sub) <= BIGINT_MAX:
         raise ApiError(401, "The bearer token does not name a user.")
-    return int(sub)
+    g.user_id = int(sub)
+    return g.user_id

@@ -56,11 +56,26 @@ def jwt_secret() -> str:
 
 
 def gunicorn_argv(bind: str) -> list[str]:
+    """gunicorn with api/gunicorn_conf.py (metrics across workers, pool closed on exit).
+
+    No access log: the app logs every request itself, without query strings or
+    tokens (api/observability.py). SIGTERM drains: gunicorn stops accepting,
+    lets in-flight requests finish for up to the graceful timeout, then exits.
+    """
     workers = os.environ.get("MEDBOOK_WORKERS", "2")
     threads = os.environ.get("MEDBOOK_THREADS", "4")
-    return [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind", bind,
-            "--workers", workers, "--worker-class", "gthread", "--threads", threads,
-            "--access-logfile", "-", "--graceful-timeout", "10", "--no-control-socket"]
+    return [sys.executable, "-m", "gunicorn", "api:create_app()", "--config", "python:api.gunicorn_conf",
+            "--bind", bind, "--workers", workers, "--worker-class", "gthread", "--threads", threads,
+            "--graceful-timeout", os.environ.get("MEDBOOK_GRACEFUL_TIMEOUT", "10"), "--no-control-socket"]
+
+
+def metrics_dir() -> str:
+    """A fresh directory for prometheus-client's multiprocess files (one per server start)."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or home() / "metrics")
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return str(path)
 
 
 def walkthrough(people: demo.Demo, secret: str, base: str) -> str:
@@ -103,7 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         people = demo.load(url)
         print("demo data loaded", flush=True)
     print(walkthrough(people, secret, args.bind), flush=True)
-    env = {**os.environ, "DATABASE_URL": url, "MEDBOOK_JWT_SECRET": secret}
+    env = {"MEDBOOK_LOG_FORMAT": "text", **os.environ, "DATABASE_URL": url, "MEDBOOK_JWT_SECRET": secret,
+           "PROMETHEUS_MULTIPROC_DIR": metrics_dir()}
     server = subprocess.Popen(gunicorn_argv(args.bind), env=env, cwd=ROOT)  # noqa: S603
 
     def forward(signum, _frame):
@@ -119,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not os.environ.get(name):
             print(f"medbook serve: {name} must be set", file=sys.stderr)
             return 2
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir()
     argv = gunicorn_argv(args.bind)
     os.execv(argv[0], argv)  # noqa: S606
     return 0

@@ -89,6 +89,7 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
         "code": code,
         **extra,
     }
+    g.problem_code = code  # counted by api/observability.py
     request_id = g.get("request_id")
     if request_id:
         body["request_id"] = request_id

@@ -1,0 +1,111 @@
+"""What an operator sees: one structured log line per request, and Prometheus metrics.
+
+Request log: request id, method, route template, status, duration and the
+signed-in user's id; never a header value, a query string or a body (a token
+can travel in either). MEDBOOK_LOG_FORMAT=json (default) or text.
+
+Metrics (prometheus-client): request counts and latency by route template,
+method and status; the connection pool's size and waiting requests; and the
+outcome of every appointment change (booked, cancelled, or the problem code
+that refused it). Under gunicorn every worker writes to
+PROMETHEUS_MULTIPROC_DIR (set by `medbook run`/`serve`), so a scrape sees all
+workers. Metrics are off unless MEDBOOK_METRICS=on (served at /metrics on the
+API's port, outside /v1, without a token: put it behind the network, not the
+internet) or MEDBOOK_METRICS_BIND=host:port (served by the gunicorn master on
+a separate port; api/gunicorn_conf.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from pythonjsonlogger.json import JsonFormatter
+
+request_log = logging.getLogger("medbook.request")
+
+REQUESTS = Counter("medbook_http_requests_total", "HTTP requests answered.",
+                   ["route", "method", "status"])
+LATENCY = Histogram("medbook_http_request_duration_seconds", "Time to answer an HTTP request.",
+                    ["route", "method"],
+                    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+APPOINTMENT_CHANGES = Counter("medbook_appointment_changes_total",
+                              "Appointment changes asked for over HTTP (book, cancel, ...), by outcome: "
+                              "ok or the problem code that refused it.", ["route", "outcome"])
+POOL = Gauge("medbook_db_pool_connections", "Database pool of the API: connections open, idle, "
+             "and requests waiting for one (summed over live workers).", ["state"],
+             multiprocess_mode="livesum")
+
+
+def registry() -> CollectorRegistry:
+    """Every worker's metrics under gunicorn (multiprocess mode), else this process's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        collected = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collected)
+        return collected
+    return REGISTRY
+
+
+def configure_logging(fmt: str) -> None:
+    """One handler on the medbook loggers: JSON lines, or plain text for development."""
+    logger = logging.getLogger("medbook")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "text":
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level"}))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def init_app(app: Flask) -> None:
+    if app.config["LOG_FORMAT"] not in {"json", "text"}:
+        raise RuntimeError("MEDBOOK_LOG_FORMAT must be json or text")
+    if app.config["METRICS"] not in {"on", "off"}:
+        raise RuntimeError("MEDBOOK_METRICS must be on or off")
+    configure_logging(app.config["LOG_FORMAT"])
+
+    @app.before_request
+    def _started():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _observed(response: Response) -> Response:
+        duration = time.perf_counter() - g.get("started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        LATENCY.labels(route, request.method).observe(duration)
+        if request.method == "POST" and route.startswith("/v1/appointments"):
+            APPOINTMENT_CHANGES.labels(route, g.get("problem_code") or "ok").inc()
+        stats = app.extensions["medbook_db"].pool.get_stats()
+        POOL.labels("size").set(stats.get("pool_size", 0))
+        POOL.labels("idle").set(stats.get("pool_available", 0))
+        POOL.labels("waiting").set(stats.get("requests_waiting", 0))
+        request_log.info("request", extra={
+            "request_id": g.get("request_id"), "method": request.method, "route": route,
+            "status": response.status_code, "duration_ms": round(duration * 1000, 2),
+            "user_id": g.get("user_id")})
+        return response
+
+    if app.config["METRICS"] == "on":
+        @app.get("/metrics")
+        def metrics():
+            """Prometheus text format (MEDBOOK_METRICS=on; no token: keep it off the internet)."""
+            return Response(generate_latest(registry()), mimetype=CONTENT_TYPE_LATEST)
