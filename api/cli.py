@@ -162,6 +162,7 @@ def cmd_demo(_args: argparse.Namespace) -> int:
 
 
 def cmd_psql(args: argparse.Namespace) -> int:
+    """psql on the database; every argument after `psql` is psql's own (-c, -f, -X ...)."""
     url = database_url()
     psql = shutil.which("psql")
     if psql is None:
@@ -191,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     psql = sub.add_parser("psql", help="psql on the booking database")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER)
     psql.set_defaults(func=cmd_psql)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["psql"]:
+        # argparse would read psql's own options (-c ...) as ours: pass them through untouched.
+        return cmd_psql(argparse.Namespace(psql_args=argv[1:]))
     args = parser.parse_args(argv)
     return args.func(args)
 

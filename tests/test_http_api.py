@@ -380,3 +380,10 @@ def test_settings_drive_the_date_filter_and_the_window(client, admin, world):
     set_clock(admin, START - timedelta(minutes=61))
     response = client.post(f"/v1/appointments/{appointment['id']}/cancel", headers=bearer(world.patient_user))
     assert response.status_code == 200
+
+
+def test_settings_refusal_speaks_of_settings_not_slots(client, world):
+    response = client.patch(f"/v1/practitioners/{world.practitioner}/settings",
+                            json={"time_zone": "Europe/London"}, headers=bearer(world.other_practitioner_user))
+    body = assert_problem(response, 403, "forbidden")
+    assert "slot" not in body["detail"]

@@ -155,3 +155,9 @@ def test_every_migration_sets_a_lock_timeout():
         if migration not in LANDED_WITHOUT_LOCK_TIMEOUT:
             assert "SET LOCAL lock_timeout" in path.read_text(), path.name
     assert f"-c lock_timeout={schema.LOCK_TIMEOUT_MS}" in unquote_plus(schema.yoyo_uri("dbname=x"))
+
+
+def test_cli_psql_passes_psql_options_through(db, monkeypatch, capfd):
+    monkeypatch.setenv("DATABASE_URL", db)
+    assert cli.main(["psql", "-X", "-A", "-t", "-c", "SELECT 40 + 2"]) == 0
+    assert capfd.readouterr().out.strip() == "42"

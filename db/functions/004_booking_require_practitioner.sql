@@ -18,7 +18,7 @@ BEGIN
             USING ERRCODE = 'MB404', DETAIL = format('practitioner_id=%s', p_practitioner_id);
     END IF;
     IF v_owner_user_id <> p_actor_user_id THEN
-        RAISE EXCEPTION 'only the practitioner may manage their slots'
+        RAISE EXCEPTION 'only that practitioner may do this'
             USING ERRCODE = 'MB403',
                   DETAIL = format('practitioner_id=%s user_id=%s', p_practitioner_id, p_actor_user_id),
                   HINT = 'Sign in as the practitioner who owns the slot.';
