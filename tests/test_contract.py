@@ -14,11 +14,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import NOW, ROOT, bearer, iso
+from conftest import JWT_SECRET, NOW, ROOT, bearer, iso
 from openapi_contract import ContractClient, ContractViolationError, check_response
 from openapi_spec_validator import validate
 
-from api import errors
+from api import create_app, errors
 from api.docs import ASSETS, openapi_document
 
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
@@ -47,8 +47,12 @@ def test_document_is_valid_openapi_31():
     assert document["openapi"].startswith("3.1.")
 
 
-def test_every_route_is_documented_and_every_operation_served(app):
-    served, documented = served_operations(app), documented_operations()
+def test_every_route_is_documented_and_every_operation_served(db, admin):
+    app = create_app({"DATABASE_URL": db, "JWT_SECRET": JWT_SECRET, "METRICS": "on"})  # every optional route
+    try:
+        served, documented = served_operations(app), documented_operations()
+    finally:
+        app.extensions["medbook_db"].close()
     undocumented = sorted(served - documented)
     unserved = sorted(documented - served)
     assert not undocumented, f"routes missing from api/openapi.json: {undocumented}"

@@ -387,3 +387,13 @@ def test_settings_refusal_speaks_of_settings_not_slots(client, world):
                             json={"time_zone": "Europe/London"}, headers=bearer(world.other_practitioner_user))
     body = assert_problem(response, 403, "forbidden")
     assert "slot" not in body["detail"]
+
+
+def test_reference_links_the_documents_and_serves_them(client):
+    described = client.get("/v1/openapi.json").get_json()["info"]["description"]
+    assert "(/v1/docs/ERRORS.md)" in described and "(/v1/docs/DESIGN.md)" in described
+    page = client.get("/v1/docs/ERRORS.md")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "<table>" in page.get_data(as_text=True) and "slot_unavailable" in page.get_data(as_text=True)
+    assert client.get("/v1/docs/secrets.md").status_code == 404
+    assert client.get("/v1/docs/..%2Fsetup.cfg").status_code == 404
