@@ -60,20 +60,32 @@ def json_body(allowed: set[str], required: frozenset[str] = frozenset(), *,
     return body
 
 
+def _whole(value: Any) -> int | None:
+    """A JSON integer, also written with a zero fraction (20.0), as JSON Schema's integer allows."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
 def body_id(body: dict[str, Any], name: str) -> int:
-    value = body.get(name)
-    if type(value) is not int or not 1 <= value <= BIGINT_MAX:
+    value = _whole(body.get(name))
+    if value is None or not 1 <= value <= BIGINT_MAX:
         raise _bad(f"{name} must be a positive integer id")
     return value
 
 
 def body_int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
     """An integer (not a boolean) within [low, high], or None when absent or null."""
-    value = body.get(name)
-    if value is None:
+    raw = body.get(name)
+    if raw is None:
         return None
-    if type(value) is not int or not low <= value <= high:
+    value = _whole(raw)
+    if value is None:
         raise _bad(f"{name} must be an integer")
+    if not low <= value <= high:
+        raise _bad(f"{name} must be between {low} and {high}")
     return value
 
 

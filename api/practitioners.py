@@ -12,8 +12,9 @@ from .errors import ApiError
 
 bp = Blueprint("practitioners", __name__, url_prefix="/v1")
 
-# Parsing bound only (a timedelta must fit); the rule (0 to 30 days) is the database's.
-NOTICE_MINUTES_MAX = 10**9
+# The rule (0 to 30 days) is the database's; parsing only refuses what no rule could
+# accept, so that a huge number gets a clear message rather than an overflow.
+NOTICE_MINUTES_MIN, NOTICE_MINUTES_MAX = 0, 30 * 24 * 60
 
 
 def _db():
@@ -47,7 +48,7 @@ def set_booking_settings(practitioner_id: str):
     if None in body.values():
         raise ApiError(400, "Settings cannot be null; leave a field out to keep it.")
     time_zone = parse.body_text(body, "time_zone", 64)
-    minutes = parse.body_int(body, "cancellation_notice_minutes", -NOTICE_MINUTES_MAX, NOTICE_MINUTES_MAX)
+    minutes = parse.body_int(body, "cancellation_notice_minutes", NOTICE_MINUTES_MIN, NOTICE_MINUTES_MAX)
     row = _db().call_one("set_booking_settings", user_id, pid, time_zone,
                          None if minutes is None else timedelta(minutes=minutes))
     return jsonify(resources.settings(row))

@@ -55,8 +55,8 @@ BAD_TIMES: list[tuple[Any, int, str]] = [
 BAD_IDS: list[tuple[Any, int, str]] = [
     (None, 400, "validation_error"),
     ("1", 400, "validation_error"),
-    (1.0, 400, "validation_error"),
     (1.5, 400, "validation_error"),
+    (1e300, 400, "validation_error"),
     (True, 400, "validation_error"),
     (False, 400, "validation_error"),
     (0, 400, "validation_error"),
@@ -278,7 +278,7 @@ def test_bad_settings(client, admin, scene):
     path = f"/v1/practitioners/{scene.world.practitioner}/settings"
     zones = [None, 123, True, ["UTC"], "", "Mars/Olympus_Mons", "europe/london", "+05:00",
              "A" * 65, "UTC\x00", "\ud800", *INJECTIONS]
-    minutes = [None, "60", 60.0, 1.5, True, False, [60], -1, 30 * 24 * 60 + 1, 10**9 + 1,
+    minutes = [None, "60", 60.5, 1.5, True, False, [60], -1, 30 * 24 * 60 + 1, 10**9 + 1,
                BIGINT_MAX + 1, 10**30]
     for value in zones:
         check(send(client, "PATCH", path, scene.world.practitioner_user, {"time_zone": value}),

@@ -200,7 +200,7 @@ def test_booking_errors(client, admin, world):
     slot = new_slot(client, world).get_json()
     assert_problem(book(client, world.practitioner_user, slot["id"]), 403, "forbidden")
     assert_problem(book(client, world.patient_user, 10**12), 404, "not_found")
-    for bad in ("1", 1.0, True, None, -1, 0, 2**63, [1], {"id": 1}):
+    for bad in ("1", 1.5, True, None, -1, 0, 2**63, [1], {"id": 1}):
         assert_problem(book(client, world.patient_user, bad), 400, "validation_error")
     assert_problem(client.post("/v1/appointments", headers=bearer(world.patient_user), json={}),
                    400, "validation_error")
@@ -397,3 +397,21 @@ def test_reference_links_the_documents_and_serves_them(client):
     assert "<table>" in page.get_data(as_text=True) and "slot_unavailable" in page.get_data(as_text=True)
     assert client.get("/v1/docs/secrets.md").status_code == 404
     assert client.get("/v1/docs/..%2Fsetup.cfg").status_code == 404
+
+
+def test_whole_numbers_written_with_a_fraction_are_integers(client, admin, world):
+    """JSON Schema's integer includes 20.0; 20.5 is not one."""
+    slot = make_slot(admin, world, NOW + timedelta(days=2))
+    headers = bearer(world.patient_user)
+    assert_problem(client.post("/v1/appointments", json={"slot_id": slot["id"] + 0.5}, headers=headers),
+                   400, "validation_error")
+    booked = client.post("/v1/appointments", json={"slot_id": float(slot["id"])}, headers=headers)
+    assert booked.status_code == 201 and booked.get_json()["slot_id"] == slot["id"]
+
+
+@pytest.mark.parametrize("minutes", [9223372036854775807, -1, 43201])
+def test_out_of_range_notice_says_the_range(client, world, minutes):
+    response = client.patch(f"/v1/practitioners/{world.practitioner}/settings",
+                            json={"cancellation_notice_minutes": minutes}, headers=bearer(world.practitioner_user))
+    body = assert_problem(response, 400, "validation_error")
+    assert "between 0 and 43200" in body["detail"]
