@@ -14,6 +14,7 @@ unless the method is HEAD or OPTIONS.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -60,12 +61,53 @@ def _describe(response: TestResponse) -> str:
            f"{response.get_data(as_text=True)[:500]}"
 
 
+# Statuses an operation need not list: its `default` response (a Problem) covers them.
+DEFAULT_STATUSES = {405, 500}
+
+
+def _documented_response(response: TestResponse) -> dict | None:
+    """The operation's response object for this status (refs resolved), or None if it has none."""
+    document = openapi_document()
+    matches = [template for template in document["paths"]
+               if re.fullmatch(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)), response.request.path)]
+    if not matches:
+        return None
+    path = min(matches, key=lambda template: template.count("{"))  # /v1/docs/ERRORS.md before {document}
+    operation = document["paths"][path].get(response.request.method.lower())
+    if operation is None:
+        return None
+    found = operation["responses"].get(str(response.status_code))
+    if found is None:
+        if response.status_code not in DEFAULT_STATUSES:
+            raise ContractViolationError(f"status {response.status_code} is not listed for "
+                                         f"{response.request.method} {path}\n{_describe(response)}")
+        found = operation["responses"]["default"]
+    if "$ref" in found:
+        found = document["components"]["responses"][found["$ref"].rsplit("/", 1)[1]]
+    return found
+
+
+def _check_problem_code(response: TestResponse) -> None:
+    """A problem's code is one its response documents (by example), not merely any known code."""
+    documented = _documented_response(response)
+    if documented is None or response.mimetype != "application/problem+json" or response.request.method == "HEAD":
+        return
+    codes = set(documented["content"]["application/problem+json"].get("examples", {}))
+    code = response.get_json().get("code")
+    if code not in codes:
+        raise ContractViolationError(f"problem code {code!r} is not documented for this response "
+                                     f"(documented: {sorted(codes)})\n{_describe(response)}")
+
+
 def check_response(response: TestResponse) -> None:
     """Raises ContractViolationError unless the response is allowed by the OpenAPI document."""
     request = _SentRequest(response.request)
     try:
         openapi().validate_response(request, WerkzeugOpenAPIResponse(response))
+        _check_problem_code(response)
         return
+    except ContractViolationError:
+        raise
     except PathError:
         pass  # no documented operation: checked below
     except Exception as exc:  # every openapi-core validation error

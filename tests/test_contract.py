@@ -219,3 +219,62 @@ def test_every_example_in_the_document_is_valid():
                                    format_checker=OAS31Validator.FORMAT_CHECKER)
         problems += [f"{where}: {error.message}" for error in validator.iter_errors(value)]
     assert not problems, "\n".join(problems)
+
+
+def _operations(document: dict):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
+def test_every_error_is_the_one_shared_problem_type():
+    """Client generators make one Problem class: no response inlines its own variant of it."""
+    document = openapi_document()
+    responses = document["components"]["responses"]
+    for path, method, operation in _operations(document):
+        assert operation["responses"].get("default") == {"$ref": "#/components/responses/Problem"}, \
+            f"{method.upper()} {path} has no default problem response"
+        for status, response in operation["responses"].items():
+            if "$ref" in response:
+                response = responses[response["$ref"].rsplit("/", 1)[1]]
+            problem = response.get("content", {}).get("application/problem+json")
+            if status == "default" or status.startswith(("4", "5")):
+                assert problem, f"{method.upper()} {path} {status} is not a problem"
+                assert problem["schema"] == {"$ref": "#/components/schemas/Problem"}, \
+                    f"{method.upper()} {path} {status} inlines its problem schema"
+                assert problem.get("examples"), f"{method.upper()} {path} {status} names no problem code"
+
+
+def test_links_chain_operations_that_exist():
+    document = openapi_document()
+    by_id = {operation["operationId"]: {**operation, "parameters": [
+                 *operation.get("parameters", []), *document["paths"][path].get("parameters", [])]}
+             for path, _, operation in _operations(document)}
+    linked = set()
+    for path, method, operation in _operations(document):
+        for status, response in operation["responses"].items():
+            for name, link in response.get("links", {}).items():
+                target = by_id.get(link["operationId"])
+                assert target is not None, f"{method.upper()} {path} {status} link {name}"
+                names = {p["name"] for p in target.get("parameters", [])}
+                assert set(link.get("parameters", {})) <= names, f"{name}: {link}"
+                linked.add((operation["operationId"], link["operationId"]))
+    assert {("create_slot", "get_slot"), ("create_slot", "update_slot"), ("create_slot", "delete_slot"),
+            ("book_slot", "get_appointment"), ("book_slot", "cancel_appointment")} <= linked
+
+
+def test_checker_refuses_a_problem_code_the_response_does_not_document(client, admin, world):
+    """409 on booking documents slot_unavailable only: a slot_overlap there is a contract break."""
+    slot = admin.execute("SELECT id FROM create_slot(%s, %s, %s, %s)",
+                         (world.practitioner_user, world.practitioner, NOW + timedelta(days=1),
+                          NOW + timedelta(days=1, minutes=30))).fetchone()
+    client.check_contract = False
+    client.post("/v1/appointments", json={"slot_id": slot["id"]}, headers=bearer(world.patient_user))
+    response = client.post("/v1/appointments", json={"slot_id": slot["id"]}, headers=bearer(world.other_patient_user))
+    assert response.status_code == 409
+    check_response(response)  # slot_unavailable: documented
+    body = response.get_json()
+    response.set_data(json.dumps({**body, "code": "slot_overlap"}))
+    with pytest.raises(ContractViolationError, match="not documented for this response"):
+        check_response(response)

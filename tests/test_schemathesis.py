@@ -139,3 +139,4 @@ def test_tokens_in_use_are_accepted(client, seeded):
     _, tokens = seeded
     for token in tokens:
         assert client.get("/v1/slots/999999999", headers={"Authorization": token}).status_code == 404
+
