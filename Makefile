@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fuzz torture model-long bench bench-smoke migrate clean
+.PHONY: run test lint lint-sql fuzz torture model-long bench bench-smoke migrate clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,21 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# make lint-sql: the checks DBAs run. squawk (npm squawk-cli, pinned; config in
+# .squawk.toml) over every migration, and plpgsql_check over every function and
+# trigger function (tools/plpgsql_check.py) on the server of
+# MEDBOOK_LINT_DATABASE_URL (a superuser URL; Debian: postgresql-15-plpgsql-check).
+SQUAWK_VERSION := 2.66.0
+SQUAWK := .medbook/squawk/node_modules/.bin/squawk
+
+$(SQUAWK):
+	mkdir -p .medbook/squawk
+	cd .medbook/squawk && npm install --silent --no-audit --no-fund --no-save squawk-cli@$(SQUAWK_VERSION)
+
+lint-sql: $(STAMP) $(SQUAWK)
+	$(SQUAWK) --config .squawk.toml db/migrations/*.sql
+	$(BIN)/python tools/plpgsql_check.py
 
 # make fuzz: the suite's schemathesis run with 20x the examples (a few minutes).
 fuzz: $(STAMP)

@@ -7,6 +7,7 @@ import uuid
 from urllib.parse import unquote_plus
 
 import psycopg
+import pytest
 from conftest import JWT_SECRET
 
 from api import auth, cli, schema
@@ -161,3 +162,38 @@ def test_cli_psql_passes_psql_options_through(db, monkeypatch, capfd):
     monkeypatch.setenv("DATABASE_URL", db)
     assert cli.main(["psql", "-X", "-A", "-t", "-c", "SELECT 40 + 2"]) == 0
     assert capfd.readouterr().out.strip() == "42"
+
+
+CONSISTENCY_TRIGGERS = """SELECT t.tgname, t.tgfoid::regproc::text AS function
+                            FROM pg_trigger t
+                           WHERE t.tgname LIKE '%%booking_consistency' ORDER BY 1"""
+
+
+def test_each_consistency_trigger_has_its_own_function_and_0008_rolls_back(pg_server):
+    """0008 splits the shared consistency trigger function (plpgsql_check proves each per table)."""
+    rollback = (schema.MIGRATIONS_DIR / "0008_consistency_trigger_per_table.rollback.sql").read_text()
+    forward = (schema.MIGRATIONS_DIR / "0008_consistency_trigger_per_table.sql").read_text()
+    split = [("appointments_booking_consistency", "booking.booking_assert_appointment_slots_consistent"),
+             ("availability_slots_booking_consistency", "booking.booking_assert_slot_status_consistent")]
+    with fresh_database(pg_server) as janitor:
+        url = pg_server.conninfo(janitor.dbname)
+        schema.migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute(CONSISTENCY_TRIGGERS).fetchall() == split
+            assert conn.execute("SELECT to_regprocedure('booking.booking_assert_slot_consistent()')"
+                                ).fetchone()[0] is None
+            for sql, shape in ((rollback, [(name, "booking.booking_assert_slot_consistent") for name, _ in split]),
+                               (forward, split)):
+                with conn.transaction():
+                    conn.execute(sql)
+                assert conn.execute(CONSISTENCY_TRIGGERS).fetchall() == shape
+                # Both sides still bite at commit.
+                conn.execute("SELECT booking.set_booking_clock('2027-01-01T00:00Z')")
+                user = conn.execute("INSERT INTO public.users (email, name, role) VALUES "
+                                    "(gen_random_uuid() || '@x.test', 'P', 'practitioner') RETURNING id").fetchone()[0]
+                practitioner = conn.execute("INSERT INTO public.practitioners (user_id, specialty) "
+                                            "VALUES (%s, 'GP') RETURNING id", (user,)).fetchone()[0]
+                slot = conn.execute("SELECT id FROM booking_api.create_slot(%s, %s, '2027-01-02T09:00Z', "
+                                    "'2027-01-02T09:30Z')", (user, practitioner)).fetchone()[0]
+                with pytest.raises(psycopg.errors.CheckViolation):
+                    conn.execute("UPDATE booking.availability_slots SET status = 'booked' WHERE id = %s", (slot,))
