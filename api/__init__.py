@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, g, jsonify
 
 from . import appointments, docs, errors, observability, practitioners, slots
-from .db import Database
+from .db import Database, prepare_threshold, switch
 
 log = logging.getLogger("medbook.api")
 
@@ -28,6 +28,8 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "MAX_CONTENT_LENGTH": ("MEDBOOK_MAX_BODY_BYTES", 64 * 1024),
     "LOG_FORMAT": ("MEDBOOK_LOG_FORMAT", "json"),
     "METRICS": ("MEDBOOK_METRICS", "off"),
+    "TRANSACTION_POOLING": ("MEDBOOK_TRANSACTION_POOLING", "off"),
+    "PREPARED_STATEMENTS": ("MEDBOOK_PREPARED_STATEMENTS", "on"),
 }
 
 
@@ -67,6 +69,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         lock_timeout_ms=settings["LOCK_TIMEOUT_MS"],
         statement_timeout_ms=settings["STATEMENT_TIMEOUT_MS"],
         idle_in_transaction_timeout_ms=settings["IDLE_IN_TRANSACTION_TIMEOUT_MS"],
+        transaction_pooling=switch("MEDBOOK_TRANSACTION_POOLING", settings["TRANSACTION_POOLING"]),
+        prepare=prepare_threshold(str(settings["PREPARED_STATEMENTS"])),
     )
     db.open()
     app.extensions["medbook_db"] = db

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from .db import prepare_threshold
+
 PRACTITIONER_EMAIL = "ada.physio@demo.medbook.test"
 PATIENT_EMAIL = "sam.patient@demo.medbook.test"
 OTHER_PATIENT_EMAIL = "alex.patient@demo.medbook.test"
@@ -39,7 +41,7 @@ def _patient(conn: psycopg.Connection, user_id: int) -> int:
 
 def find(conninfo: str) -> Demo | None:
     """The demo people, if the demo has been loaded."""
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo, prepare_threshold=prepare_threshold()) as conn:
         row = conn.execute(
             """SELECT pu.id, pr.id, su.id, sp.id, au.id, ap.id
                  FROM users pu JOIN practitioners pr ON pr.user_id = pu.id,
@@ -52,7 +54,7 @@ def find(conninfo: str) -> Demo | None:
 
 def load(conninfo: str, *, days: int = 7) -> Demo:
     """Creates the demo people (once) and 30-minute slots 09:00-12:00 London time for the coming days."""
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo, prepare_threshold=prepare_threshold()) as conn:
         practitioner_user = _user(conn, PRACTITIONER_EMAIL, "Ada Okafor", "practitioner")
         conn.execute(
             "INSERT INTO practitioners (user_id, specialty, bio) VALUES (%s, %s, %s) "

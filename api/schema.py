@@ -10,6 +10,13 @@ old overload of a changed signature) never lingers (db/CONVENTIONS.md).
 Every migration runs with a lock_timeout, so a migration that needs a lock on
 a busy live table (Medbook's users and practitioners) gives up instead of
 queueing every other session behind it; migrate then retries a few times.
+
+Everything here works through PgBouncer in transaction pooling mode: each
+migration runs in one transaction that starts with SET LOCAL lock_timeout (and
+SET LOCAL search_path where needed), never with session state; the locks are
+yoyo's lock table and a transaction-level advisory lock; and no statement is
+prepared (a server-side prepared statement belongs to whichever server
+connection the pooler handed out).
 """
 
 from __future__ import annotations
@@ -77,13 +84,17 @@ $$
 def yoyo_uri(conninfo: str) -> str:
     """Turns a libpq connection string or URI into the form yoyo expects.
 
-    The connection gets the migration lock_timeout, added to any options the
-    conninfo already has.
+    No startup options are added: PgBouncer refuses (or ignores) `options`;
+    the lock_timeout is set inside each migration's transaction instead.
     """
     params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v is not None}
-    options = [params.get("options", ""), f"-c lock_timeout={LOCK_TIMEOUT_MS}"]
-    params["options"] = " ".join(o for o in options if o)
     return "postgresql+psycopg:///?" + urlencode(params)
+
+
+def _unprepared(backend):
+    """yoyo's connection, with psycopg's automatic prepared statements off."""
+    backend.connection.prepare_threshold = None
+    return backend
 
 
 def function_files() -> list[Path]:
@@ -93,7 +104,7 @@ def function_files() -> list[Path]:
 def apply_functions(conninfo: str) -> int:
     """Re-creates every booking function in one transaction; returns how many files ran."""
     files = function_files()
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo, prepare_threshold=None) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_FUNCTIONS_LOCK,))
         conn.execute("SET LOCAL ROLE medbook_owner")
         # Signatures name every type with its schema; nothing resolves through public.
@@ -106,19 +117,20 @@ def apply_functions(conninfo: str) -> int:
 
 
 def _apply_pending(conninfo: str) -> list[str]:
-    backend = get_backend(yoyo_uri(conninfo))
+    backend = _unprepared(get_backend(yoyo_uri(conninfo)))
     try:
         with backend.lock():
             pending = backend.to_apply(read_migrations(str(MIGRATIONS_DIR)))
             for migration in pending:
-                search_path = SEARCH_PATHS.get(migration.id)
-                if search_path is None:
-                    backend.apply_one(migration)
-                    continue
-                # yoyo's apply_one, with the migration's own connection on its search_path.
-                with backend.copy() as runner:
-                    runner.execute(f"SET search_path = {search_path}")
-                    runner.connection.commit()
+                log.info("applying %s", migration.id)
+                backend.ensure_internal_schema_updated()
+                # yoyo's apply_one, with the migration's settings local to its own
+                # transaction (its steps run in a savepoint inside it).
+                with _unprepared(backend.copy()) as runner, runner.transaction():
+                    runner.execute(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}")
+                    search_path = SEARCH_PATHS.get(migration.id)
+                    if search_path is not None:
+                        runner.execute(f"SET LOCAL search_path = {search_path}")
                     migration.process_steps(runner, "apply")
                 backend.log_migration(migration, "apply")
                 with backend.transaction():

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pgbouncer
 import psycopg
 import pytest
 from flask import Flask
 from openapi_contract import ContractClient
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from pytest_postgresql.janitor import DatabaseJanitor
@@ -79,6 +81,79 @@ def db_template(pg_server: Server) -> Iterator[str]:
         yield name
 
 
+# PgBouncer (transaction pooling) ------------------------------------------------
+
+# MEDBOOK_TEST_PGBOUNCER=on: the API's connections (the app fixture) and the
+# api_connect() connections of the concurrency tests go through a private
+# PgBouncer in transaction mode (CI runs the HTTP and concurrency tests so).
+THROUGH_PGBOUNCER = os.environ.get("MEDBOOK_TEST_PGBOUNCER", "").lower() in {"1", "on", "true", "yes"}
+
+
+def require_pgbouncer() -> None:
+    """Skip without pgbouncer, except in CI (.ci/run installs it), where that fails."""
+    if pgbouncer.binary() is None:
+        message = "pgbouncer is not installed (apt-get install pgbouncer; .ci/run does this)"
+        if os.environ.get("CI") or THROUGH_PGBOUNCER:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def bouncer(pg_server: Server, db_template: str) -> Iterator[pgbouncer.PgBouncer]:
+    """A private PgBouncer in transaction mode in front of the test server.
+
+    Also creates the login role docs/OPERATIONS.md describes: a member of
+    medbook_api whose search_path and TimeZone are role-level defaults, since
+    session settings do not survive transaction pooling.
+    """
+    require_pgbouncer()
+    with psycopg.connect(pg_server.conninfo("postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (pgbouncer.APP_ROLE,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE medbook_api").format(
+                sql.Identifier(pgbouncer.APP_ROLE), sql.Literal(pgbouncer.APP_PASSWORD)))
+        role = sql.Identifier(pgbouncer.APP_ROLE)
+        conn.execute(sql.SQL("ALTER ROLE {} SET search_path = {}").format(
+            role, sql.SQL(", ").join(sql.Identifier(s) for s in SEARCH_PATH.split(","))))
+        for name, value in (("TimeZone", "UTC"), ("lock_timeout", "2s"), ("statement_timeout", "5s")):
+            conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(role, sql.Identifier(name), sql.Literal(value)))
+    users = {pg_server.params.get("user", "postgres"): pg_server.params.get("password") or "",
+             pgbouncer.APP_ROLE: pgbouncer.APP_PASSWORD}
+    running = pgbouncer.start(pg_server.params, users)
+    try:
+        yield running
+    finally:
+        pgbouncer.stop(running)
+
+
+def via_bouncer(running: pgbouncer.PgBouncer, conninfo: str, *, as_app: bool = False) -> str:
+    """The same database through PgBouncer: as the superuser, or as the medbook_api login role."""
+    params = conninfo_to_dict(conninfo)
+    if as_app:
+        return make_conninfo(**running.params(pgbouncer.APP_ROLE, pgbouncer.APP_PASSWORD, params["dbname"]))
+    return make_conninfo(**running.params(params.get("user", "postgres"), params.get("password"),
+                                          params["dbname"]))
+
+
+@pytest.fixture
+def api_route(request: pytest.FixtureRequest, db: str) -> dict:
+    """How the app fixture and api_connect() reach the database: direct, or through PgBouncer."""
+    if not THROUGH_PGBOUNCER:
+        return {"url": without_search_path(db), "config": {}}
+    return {"url": via_bouncer(request.getfixturevalue("bouncer"), db),
+            "config": {"TRANSACTION_POOLING": "on", "PREPARED_STATEMENTS": "off"}}
+
+
+_api_route: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _route_api_connect(request: pytest.FixtureRequest) -> None:
+    """With MEDBOOK_TEST_PGBOUNCER=on, api_connect() goes through the session's PgBouncer."""
+    if THROUGH_PGBOUNCER and "db" in request.fixturenames:
+        _api_route["bouncer"] = request.getfixturevalue("bouncer")
+
+
 @pytest.fixture
 def db(pg_server: Server, db_template: str) -> Iterator[str]:
     """Conninfo (superuser, SEARCH_PATH) of a fresh database cloned from the template."""
@@ -101,7 +176,15 @@ def admin(db: str) -> Iterator[psycopg.Connection]:
 
 
 def api_connect(db: str) -> psycopg.Connection:
-    """A connection with exactly the API's privileges (SET ROLE medbook_api)."""
+    """A connection with exactly the API's privileges (SET ROLE medbook_api).
+
+    With MEDBOOK_TEST_PGBOUNCER=on: through PgBouncer in transaction mode, as
+    the login role that is a member of medbook_api (role-level search_path and
+    TimeZone, no session state, no prepared statements).
+    """
+    if THROUGH_PGBOUNCER and "bouncer" in _api_route:
+        return psycopg.connect(via_bouncer(_api_route["bouncer"], db, as_app=True), autocommit=True,
+                               row_factory=dict_row, prepare_threshold=None)
     conn = psycopg.connect(db, autocommit=True, row_factory=dict_row)
     conn.execute("SET ROLE medbook_api")
     conn.execute("SET TimeZone = 'UTC'")
@@ -109,7 +192,7 @@ def api_connect(db: str) -> psycopg.Connection:
 
 
 @pytest.fixture
-def api_conn(db: str, admin: psycopg.Connection) -> Iterator[psycopg.Connection]:
+def api_conn(db: str, admin: psycopg.Connection, api_route: dict) -> Iterator[psycopg.Connection]:
     with api_connect(db) as conn:
         yield conn
 
@@ -185,9 +268,9 @@ def invariant_violations(conn: psycopg.Connection) -> list[dict]:
 # HTTP layer -----------------------------------------------------------------
 
 @pytest.fixture
-def app(db: str, admin: psycopg.Connection):
-    application = create_app({"DATABASE_URL": without_search_path(db), "JWT_SECRET": JWT_SECRET,
-                              "POOL_MIN_SIZE": 1, "POOL_MAX_SIZE": 4})
+def app(db: str, admin: psycopg.Connection, api_route: dict):
+    application = create_app({"DATABASE_URL": api_route["url"], "JWT_SECRET": JWT_SECRET,
+                              "POOL_MIN_SIZE": 1, "POOL_MAX_SIZE": 4, **api_route["config"]})
     application.testing = True
     yield application
     application.extensions["medbook_db"].close()
