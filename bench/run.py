@@ -191,9 +191,9 @@ def load_data(conninfo: str, sizes: Sizes) -> None:
         conn.execute("INSERT INTO booking.practitioner_booking_settings (practitioner_id, time_zone) "
                      "SELECT g, CASE WHEN g %% 2 = 0 THEN 'Europe/London' ELSE 'UTC' END "
                      "FROM generate_series(1, %s) g", (p,))
-        for table in ("users", "practitioners", "patients"):
+        for schema_name, table in (("public", "users"), ("public", "practitioners"), ("booking", "patients")):
             conn.execute(sql.SQL("SELECT setval(pg_get_serial_sequence({}, 'id'), (SELECT max(id) FROM {}))")
-                         .format(sql.Literal(table), sql.Identifier(table)))
+                         .format(sql.Literal(f"{schema_name}.{table}"), sql.Identifier(schema_name, table)))
         # One transaction per slot-of-day index keeps each statement's deferred
         # trigger queue to `practitioners` events.
         for i in range(per):
