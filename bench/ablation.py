@@ -12,7 +12,9 @@ baseline, at 8 clients, and reported as a ratio to it.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import psycopg
@@ -21,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api import schema  # noqa: E402
-from bench import run as bench  # noqa: E402
+from bench.stages.common import FULL, Sizes, bench_database, libpq_env, log, median, pg_binary  # noqa: E402
+from bench.stages.data import load_data, max_booked_slot  # noqa: E402
+from bench.stages.direct import pgbench  # noqa: E402
 
 # name -> statements that switch a part off (undone after the variant's run)
 VARIANTS: dict[str, list[str]] = {
@@ -50,34 +54,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args(argv)
-    sizes = bench.Sizes(**{**bench.asdict(bench.FULL), "days": 6})
+    sizes = Sizes(**{**asdict(FULL), "days": 6})
     ratios: dict[str, list[float]] = {name: [] for name in VARIANTS}
     tps: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    with bench.bench_database(keep=False) as conninfo:
+    with bench_database(keep=False) as conninfo:
         schema.migrate(conninfo)
-        bench.load_data(conninfo, sizes)
-        bench.subprocess.run([bench.pg_binary("pgbench"), "-i", "-q", "-s", str(sizes.pgbench_scale)],
-                             env=bench.libpq_env(conninfo), capture_output=True, check=True)
+        load_data(conninfo, sizes)
+        subprocess.run([pg_binary("pgbench"), "-i", "-q", "-s", str(sizes.pgbench_scale)],  # noqa: S603
+                             env=libpq_env(conninfo), capture_output=True, check=True)
         cursor = 0
         for rep in range(args.reps):
             for name, statements in VARIANTS.items():
-                base = bench.pgbench(conninfo, ["-N"], clients=args.clients, seconds=args.seconds)
+                base = pgbench(conninfo, ["-N"], clients=args.clients, seconds=args.seconds)
                 switch(conninfo, statements, enable=False)
                 try:
-                    book = bench.pgbench(conninfo, [], clients=args.clients, seconds=args.seconds,
+                    book = pgbench(conninfo, [], clients=args.clients, seconds=args.seconds,
                                          script="book_slot.sql",
                                          defines={"n": 0, "offset": cursor, "clients": args.clients,
                                                   "patient_user_base": sizes.practitioners,
                                                   "patients": sizes.patients})
                 finally:
                     switch(conninfo, statements, enable=True)
-                cursor = bench.max_booked_slot(conninfo, sizes.slots)
+                cursor = max_booked_slot(conninfo, sizes.slots)
                 ratios[name].append(book["tps"] / base["tps"])
                 tps[name].append(book["tps"])
-                bench.log(f"rep {rep + 1}: {name}: {book['tps']:.0f} tps, {ratios[name][-1]:.2f} x baseline")
+                log(f"rep {rep + 1}: {name}: {book['tps']:.0f} tps, {ratios[name][-1]:.2f} x baseline")
     print(f"book_slot at {args.clients} clients, medians of {args.reps} runs (ratio: to pgbench -N run just before)")
     for name in VARIANTS:
-        print(f"  {name:62} {bench.median(tps[name]):7.0f} tps  {bench.median(ratios[name]):5.2f} x baseline")
+        print(f"  {name:62} {median(tps[name]):7.0f} tps  {median(ratios[name]):5.2f} x baseline")
     return 0
 
 

@@ -1,0 +1,1 @@
+"""The stages of make bench (bench/run.py), one file each."""
