@@ -34,6 +34,8 @@ SQLSTATES: dict[str, tuple[int, str]] = {
     "MBS05": (422, "invalid_time_range"),
     "MBA01": (409, "appointment_not_active"),
     "MBA02": (422, "cancellation_window_closed"),
+    "MBV01": (422, "invalid_schedule"),
+    "MBC01": (400, "invalid_cursor"),
     # Built-in states a client can provoke through the functions.
     "23P01": (409, "slot_overlap"),
     "23505": (409, "conflict"),

@@ -68,7 +68,7 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM pg_depend d  -- btree_gist may live in booking
                             WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
     LOOP
-        EXECUTE format('DROP FUNCTION %s', v_function);
+        EXECUTE format('DROP ROUTINE %s', v_function);  -- a function or a procedure
     END LOOP;
     FOR v_type IN
         SELECT t.oid::regtype FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid

@@ -32,10 +32,34 @@ def test_custom_sqlstates_follow_the_scheme():
         assert code[2] in areas, f"{code}: area {code[2]!r} is not in db/CONVENTIONS.md"
 
 
+PROCEDURE = re.compile(r"CREATE OR REPLACE PROCEDURE (\w+)\.(\w+)\(")
+
+
+def test_procedure_files_commit_as_their_callers():
+    """A procedure commits as it goes: no SET clause, not SECURITY DEFINER (PostgreSQL forbids
+    transaction control in both), every booking name written in full, and for the owner only."""
+    for path in schema.function_files():
+        text = path.read_text()
+        for schema_name, name in PROCEDURE.findall(text):
+            assert schema_name == "booking_api", path.name
+            assert "CREATE OR REPLACE FUNCTION" not in text, f"{path.name}: one routine per file"
+            assert text.lstrip().startswith("/*"), f"{path.name}: starts with a /* why */ block"
+            code = text.split("*/", 1)[1]
+            assert "SECURITY DEFINER" not in code and "SET search_path" not in code, path.name
+            assert f"COMMENT ON PROCEDURE booking_api.{name}(" in text, path.name
+            assert f"REVOKE ALL ON PROCEDURE booking_api.{name}(" in text, path.name
+            assert "GRANT EXECUTE" not in text, f"{path.name}: owner only"
+            body = text.split("AS $$", 1)[1].split("$$;", 1)[0]
+            unqualified = re.findall(r"\b(?:FROM|JOIN)\s+(?!booking\.|booking_api\.|public\.)(\w+)", body)
+            assert not unqualified, f"{path.name}: unqualified names {unqualified}"
+
+
 def test_function_files_end_the_standard_way():
     for path in schema.function_files():
         text = path.read_text()
         names = re.findall(r"CREATE OR REPLACE FUNCTION (\w+)\.(\w+)\(", text)
+        if not names and PROCEDURE.search(text):
+            continue  # test_procedure_files_commit_as_their_callers
         assert names, path.name
         assert text.lstrip().startswith("/*"), f"{path.name}: starts with a /* why */ block"
         for schema_name, name in names:

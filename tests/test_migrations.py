@@ -98,6 +98,9 @@ def test_every_function_file_defines_a_commented_function(db):
     with psycopg.connect(db) as conn:
         for path in schema.function_files():
             text = path.read_text()
+            if "CREATE OR REPLACE PROCEDURE" in text:  # commits as it goes: no SET clause allowed
+                assert "COMMENT ON PROCEDURE" in text, path.name
+                continue
             assert "CREATE OR REPLACE FUNCTION" in text and "COMMENT ON FUNCTION" in text, path.name
             assert "SET search_path = pg_catalog, booking, pg_temp" in text, path.name
         uncommented = conn.execute(

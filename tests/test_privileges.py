@@ -24,7 +24,7 @@ from api import schema
 
 BOOKING_TABLES = ["booking.patients", "booking.practitioner_booking_settings", "booking.availability_slots",
                   "booking.appointments", "booking.appointment_history", "booking.booking_clock",
-                  "booking.time_zones"]
+                  "booking.time_zones", "booking.schedule_rules", "booking.time_off_periods", "booking.cursor_key"]
 MEDBOOK_TABLES = ["public.users", "public.practitioners"]
 VIEWS = ["booking_reporting.reporting_slot_utilisation", "booking_reporting.reporting_appointment_counts"]
 # Which roles may use which schema (USAGE): exactly what each needs.
@@ -34,7 +34,9 @@ SCHEMA_USAGE = {"medbook_api": {"booking_api"},
 API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "get_slot",
                  "list_available_slots", "book_slot", "cancel_appointment", "get_appointment",
                  "list_upcoming_appointments", "list_practitioner_appointments",
-                 "set_booking_settings", "get_booking_settings"}
+                 "set_booking_settings", "get_booking_settings", "get_me", "get_practitioner",
+                 "list_practitioners", "set_schedule", "get_schedule", "publish_schedule", "create_time_off",
+                 "list_time_off", "delete_time_off", "create_slots", "delete_slots", "list_slots"}
 REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
 INSUFFICIENT_PRIVILEGE = "42501"
 
@@ -82,7 +84,8 @@ def refused(conn: psycopg.Connection, statement: str, params: tuple = ()) -> str
 COLUMN = {"patients": "created_at", "practitioner_booking_settings": "updated_at",
           "availability_slots": "updated_at", "appointments": "cancellation_reason",
           "appointment_history": "changed_at", "booking_clock": "frozen_at", "time_zones": "name",
-          "users": "name", "practitioners": "bio"}
+          "users": "name", "practitioners": "bio", "schedule_rules": "slot_minutes",
+          "time_off_periods": "reason", "cursor_key": "secret"}
 
 
 def writes(table: str) -> list[str]:
@@ -153,6 +156,10 @@ def test_api_role_cannot_call_internal_helpers_or_change_functions(api_login, wo
         ("SELECT * FROM booking_api.check_booking_invariants()", ()),
         ("SELECT booking.booking_lock_practitioner(%s, true)", (world.practitioner,)),
         ("SELECT booking.slot_out(s) FROM booking.availability_slots s", ()),
+        ("SELECT booking.booking_hmac('\\x00'::bytea)", ()),
+        ("SELECT booking.booking_cursor_encode('[]'::jsonb, now(), 1)", ()),
+        ("SELECT * FROM booking.booking_publish(%s, current_date)", (world.practitioner,)),
+        ("CALL booking_api.publish_all_schedules(28)", ()),
     ]
     for statement, params in calls:
         assert refused(api_login, statement, params) == INSUFFICIENT_PRIVILEGE, statement
