@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 
-from . import appointments, docs, errors, observability, practitioners, slots
+from . import appointments, directory, docs, errors, observability, practitioners, schedules, slots
 from .db import Database, prepare_threshold, switch
 
 log = logging.getLogger("medbook.api")
@@ -96,6 +96,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(slots.bp)
     app.register_blueprint(appointments.bp)
     app.register_blueprint(practitioners.bp)
+    app.register_blueprint(directory.bp)
+    app.register_blueprint(schedules.bp)
     app.register_blueprint(docs.bp)
     errors.register(app)
     observability.init_app(app)

@@ -75,11 +75,12 @@ HTTP_CODES = {
 class ApiError(Exception):
     """A problem found while parsing a request, before any database call."""
 
-    def __init__(self, status: int, detail: str, code: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.code = code or HTTP_CODES[status]
+        self.extra = extra
 
 
 def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
@@ -109,7 +110,10 @@ def from_database(exc: psycopg.Error) -> Response:
     diag = exc.diag
     if state in SQLSTATES:
         status, code = SQLSTATES[state]
-        extra = {"hint": diag.message_hint} if diag.message_hint else {}
+        extra: dict[str, Any] = {"hint": diag.message_hint} if diag.message_hint else {}
+        items = item_errors(diag.message_detail)
+        if items is not None:
+            extra["errors"] = items
         return problem(status, code, diag.message_primary or code, **extra)
     if state.startswith("22"):
         return problem(400, "validation_error", diag.message_primary or "invalid value")
@@ -120,10 +124,30 @@ def from_database(exc: psycopg.Error) -> Response:
     return problem(500, "internal_error", "Something went wrong on our side.")
 
 
+def item_errors(detail: str | None) -> list[dict[str, Any]] | None:
+    """The per-item errors a function that takes a list (create_slots) puts in DETAIL, with codes.
+
+    DETAIL is then a JSON array of {"index", "sqlstate", "detail"}; any other
+    DETAIL (ids for the log) gives None and stays out of the response.
+    """
+    if not detail or not detail.startswith("[{"):
+        return None
+    try:
+        items = json.loads(detail)
+    except ValueError:
+        return None
+    if not isinstance(items, list) or not all(
+            isinstance(item, dict) and set(item) == {"index", "sqlstate", "detail"}
+            and item["sqlstate"] in SQLSTATES for item in items):
+        return None
+    return [{"index": item["index"], "code": SQLSTATES[item["sqlstate"]][1], "detail": item["detail"]}
+            for item in items]
+
+
 def register(app) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return problem(exc.status, exc.code, exc.detail)
+        return problem(exc.status, exc.code, exc.detail, **exc.extra)
 
     @app.errorhandler(psycopg.Error)
     def _database_error(exc: psycopg.Error):

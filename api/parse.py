@@ -46,7 +46,7 @@ def json_body(allowed: set[str], required: frozenset[str] = frozenset(), *,
     if request.mimetype != "application/json":
         raise ApiError(415, "The request body must be JSON (Content-Type: application/json).")
     try:
-        body = json.loads(request.get_data(cache=True))
+        body = json.loads(request.get_data(cache=True), parse_constant=_no_constant)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise _bad("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
@@ -58,6 +58,11 @@ def json_body(allowed: set[str], required: frozenset[str] = frozenset(), *,
     if missing:
         raise _bad(f"Missing field(s): {', '.join(missing)}.")
     return body
+
+
+def _no_constant(name: str) -> Any:
+    """NaN, Infinity and -Infinity are not JSON (RFC 8259), though Python's parser takes them."""
+    raise ValueError(name)
 
 
 def _whole(value: Any) -> int | None:
@@ -153,3 +158,79 @@ def query_time_zone(value: str | None, name: str) -> str | None:
     if not 1 <= len(value) <= 64:
         raise _bad(f"{name} must be an IANA time zone name such as Europe/London")
     return value
+
+
+# Parsing bound of list limits: any integer a PostgreSQL integer holds reaches the rule
+# (1 to 500, booking_require_limit), which answers with the range.
+QUERY_INT_MAX = 2**31 - 1
+_QUERY_INT = re.compile(r"[0-9]{1,10}")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def query_int(value: str | None, name: str) -> int | None:
+    """A non-negative integer from the query string, or None when absent."""
+    if value is None:
+        return None
+    if not _QUERY_INT.fullmatch(value) or int(value) > QUERY_INT_MAX:
+        raise _bad(f"{name} must be an integer")
+    return int(value)
+
+
+def body_date(body: dict[str, Any], name: str) -> date:
+    """A YYYY-MM-DD date from the body."""
+    value = body.get(name)
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise _bad(f"{name} must be a date as YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _bad(f"{name} is not a valid date") from None
+
+
+def body_objects(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """A list of flat JSON objects (values are strings, numbers, booleans or null).
+
+    What the objects may contain is decided by the database function they go to.
+    """
+    value = body.get(name)
+    if not isinstance(value, list):
+        raise _bad(f"{name} must be an array")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise _bad(f"{name}[{index}] must be an object")
+        for key, field in item.items():
+            if not isinstance(field, _SCALARS):
+                raise _bad(f"{name}[{index}].{key} must be a string, a number or null")
+            if isinstance(field, str) and ("\x00" in field or not _valid_text(field)):
+                raise _bad(f"{name}[{index}].{key} must be valid text without NUL characters")
+        if any("\x00" in key or not _valid_text(key) for key in item):
+            raise _bad(f"{name}[{index}] has a field name that is not valid text")
+    return value
+
+
+def _valid_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        return False
+    return True
+
+
+def item_errors_of_times(items: list[dict[str, Any]], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per-item parse errors of a list of objects holding exactly the named date-times."""
+    errors = []
+    for index, item in enumerate(items):
+        unknown = sorted(set(item) - set(names))
+        missing = [key for key in names if key not in item or item[key] is None]
+        if unknown or missing:
+            parts = ([f"unknown field(s): {', '.join(unknown)}"] if unknown else []) + \
+                    ([f"missing: {', '.join(missing)}"] if missing else [])
+            errors.append({"index": index, "code": "validation_error", "detail": "; ".join(parts)})
+            continue
+        for key in names:
+            try:
+                body_time(item, key)
+            except ApiError as exc:
+                errors.append({"index": index, "code": "validation_error", "detail": exc.detail})
+                break
+    return errors

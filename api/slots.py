@@ -6,8 +6,11 @@ from flask import Blueprint, current_app, jsonify
 
 from . import parse, resources
 from .auth import current_user_id
+from .errors import ApiError
 
 bp = Blueprint("slots", __name__, url_prefix="/v1")
+
+LIST_LIMIT = 100
 
 
 def _db():
@@ -30,14 +33,47 @@ def create_slot(practitioner_id: str):
 
 @bp.get("/practitioners/<practitioner_id>/slots")
 def list_available_slots(practitioner_id: str):
-    """Available slots of a practitioner on a local date, or the next ones without a date."""
+    """A practitioner's slots by local date or range of dates, by status, keyset-paged."""
     user_id = current_user_id()
     pid = parse.path_id(practitioner_id, "practitioner_id")
-    args = parse.query_args({"date", "tz"})
-    rows = _db().call("list_available_slots", user_id, pid,
+    args = parse.query_args({"date", "from", "to", "tz", "status", "limit", "cursor"})
+    limit = parse.query_int(args.get("limit"), "limit")
+    rows = _db().call("list_slots", user_id, pid,
                       parse.query_date(args.get("date"), "date"),
-                      parse.query_time_zone(args.get("tz"), "tz"), 100)
-    return jsonify({"data": [resources.slot(row) for row in rows]})
+                      parse.query_date(args.get("from"), "from"),
+                      parse.query_date(args.get("to"), "to"),
+                      parse.query_time_zone(args.get("tz"), "tz"), args.get("status"),
+                      LIST_LIMIT if limit is None else limit, args.get("cursor"))
+    return jsonify(resources.page(rows, resources.listed_slot))
+
+
+@bp.post("/practitioners/<practitioner_id>/slots/bulk")
+def create_slots(practitioner_id: str):
+    """Publish 1 to 500 slots at once, all or nothing (201); every failing item is reported."""
+    user_id = current_user_id()
+    pid = parse.path_id(practitioner_id, "practitioner_id")
+    body = parse.json_body({"slots"}, frozenset({"slots"}))
+    items = parse.body_objects(body, "slots")
+    errors = parse.item_errors_of_times(items, ("start_time", "end_time"))
+    if errors:
+        raise ApiError(400, f"{len(errors)} of {len(items)} slots cannot be read; nothing was created.",
+                       errors=errors)
+    rows = _db().call("create_slots", user_id, pid, [parse.body_time(i, "start_time") for i in items],
+                      [parse.body_time(i, "end_time") for i in items])
+    response = jsonify({"data": [resources.slot(row) for row in rows]})
+    response.status_code = 201
+    return response
+
+
+@bp.delete("/practitioners/<practitioner_id>/slots")
+def delete_slots(practitioner_id: str):
+    """Delete the available slots that start in a range of local dates (that practitioner only)."""
+    user_id = current_user_id()
+    pid = parse.path_id(practitioner_id, "practitioner_id")
+    args = parse.query_args({"from", "to"})
+    row = _db().call_one("delete_slots", user_id, pid, parse.query_date(args.get("from"), "from"),
+                         parse.query_date(args.get("to"), "to"))
+    return jsonify({"deleted": row["deleted"], "booked_slot_ids": row["booked_slot_ids"]})
 
 
 @bp.get("/slots/<slot_id>")

@@ -22,8 +22,10 @@ import jwt
 import psycopg
 import pytest
 from conftest import JWT_SECRET, NOW, World, bearer, iso, make_slot
+from psycopg.types.json import Jsonb
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id", "hint"}
+RULE = {"weekday": 1, "start": "09:00", "end": "12:00", "slot_minutes": 30}
 
 
 def b64(data: dict) -> str:
@@ -92,12 +94,18 @@ def scene(admin: psycopg.Connection, world: World) -> dict:
     gone = admin.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, other["id"])).fetchone()
     reason = f"secret-reason-{uuid.uuid4().hex}"
     admin.execute("SELECT * FROM cancel_appointment(%s, %s, %s)", (world.patient_user, gone["id"], reason))
+    away = admin.execute("SELECT * FROM create_time_off(%s, %s, %s, %s, %s)",
+                         (world.practitioner_user, world.practitioner, NOW + timedelta(days=30),
+                          NOW + timedelta(days=31), f"{reason}-time-off")).fetchone()
+    admin.execute("SELECT * FROM set_schedule(%s, %s, %s)",
+                  (world.practitioner_user, world.practitioner, Jsonb([{**RULE, "start": "07:13"}])))
     person = admin.execute("SELECT email, name FROM users WHERE id = %s", (world.patient_user,)).fetchone()
     return {"free": free["id"], "booked_slot": booked["id"], "appointment": appointment["id"],
-            "cancelled": gone["id"],
+            "cancelled": gone["id"], "time_off": away["id"],
             "secrets": [iso(booked["start_time"])[:19], iso(other["start_time"])[:19],
                         iso(free["start_time"])[:19], reason, person["email"], person["name"],
-                        "patient_id", "slot_id", "cancellation_reason", "start_time"]}
+                        "patient_id", "slot_id", "cancellation_reason", "start_time", "07:13",
+                        iso(away["start_time"])[:19], "appointment_id"]}
 
 
 def snapshot(admin: psycopg.Connection) -> list:
@@ -105,7 +113,9 @@ def snapshot(admin: psycopg.Connection) -> list:
         "SELECT (SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM availability_slots t) AS slots, "
         "(SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM appointments t) AS appointments, "
         "(SELECT count(*) FROM appointment_history) AS history, "
-        "(SELECT count(*) FROM practitioner_booking_settings) AS settings").fetchall()
+        "(SELECT count(*) FROM practitioner_booking_settings) AS settings, "
+        "(SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM time_off_periods t) AS time_off, "
+        "(SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM schedule_rules t) AS rules").fetchall()
 
 
 def protected_requests(world: World, scene: dict) -> list[tuple[str, str, dict | None]]:
@@ -126,6 +136,18 @@ def protected_requests(world: World, scene: dict) -> list[tuple[str, str, dict |
         ("GET", f"/v1/practitioners/{world.practitioner}/appointments", None),
         ("GET", f"/v1/practitioners/{world.practitioner}/settings", None),
         ("PATCH", f"/v1/practitioners/{world.practitioner}/settings", {"time_zone": "Europe/Paris"}),
+        ("GET", "/v1/me", None),
+        ("GET", "/v1/practitioners", None),
+        ("GET", f"/v1/practitioners/{world.practitioner}", None),
+        ("GET", f"/v1/practitioners/{world.practitioner}/schedule", None),
+        ("PUT", f"/v1/practitioners/{world.practitioner}/schedule", {"rules": [RULE]}),
+        ("POST", f"/v1/practitioners/{world.practitioner}/schedule/publish", {"through": "2027-03-08"}),
+        ("POST", f"/v1/practitioners/{world.practitioner}/time-off", times),
+        ("GET", f"/v1/practitioners/{world.practitioner}/time-off", None),
+        ("DELETE", f"/v1/practitioners/{world.practitioner}/time-off/{scene['time_off']}", None),
+        ("POST", f"/v1/practitioners/{world.practitioner}/slots/bulk", {"slots": [times]}),
+        ("DELETE", f"/v1/practitioners/{world.practitioner}/slots?from=2027-03-20&to=2027-03-21", None),
+        ("GET", f"/v1/practitioners/{world.practitioner}/slots?status=all", None),
     ]
 
 
@@ -191,6 +213,25 @@ def matrix(world: World, scene: dict) -> list[tuple[str, str, dict | None, list[
          ["patient", *outsiders], "practitioner"),
         ("PATCH", f"/v1/practitioners/{world.practitioner}/settings", {"time_zone": "Europe/Paris"},
          ["patient", *outsiders], None),
+        ("GET", f"/v1/practitioners/{world.practitioner}/schedule", None, ["patient", *outsiders], None),
+        ("PUT", f"/v1/practitioners/{world.practitioner}/schedule", {"rules": [RULE]},
+         ["patient", *outsiders], None),
+        ("POST", f"/v1/practitioners/{world.practitioner}/schedule/publish", {"through": "2027-03-08"},
+         ["patient", *outsiders], None),
+        ("POST", f"/v1/practitioners/{world.practitioner}/time-off", times, ["patient", *outsiders], None),
+        ("GET", f"/v1/practitioners/{world.practitioner}/time-off", None, ["patient", *outsiders], "practitioner"),
+        ("DELETE", f"/v1/practitioners/{world.practitioner}/time-off/{scene['time_off']}", None,
+         ["patient", *outsiders], None),
+        ("DELETE", f"/v1/practitioners/{world.other_practitioner}/time-off/{scene['time_off']}", None,
+         ["practitioner"], None),
+        ("POST", f"/v1/practitioners/{world.practitioner}/slots/bulk", {"slots": [times]},
+         ["patient", *outsiders], None),
+        ("DELETE", f"/v1/practitioners/{world.practitioner}/slots?from=2027-03-01&to=2027-03-31", None,
+         ["patient", *outsiders], None),
+        ("GET", f"/v1/practitioners/{world.practitioner}/slots?status=booked", None,
+         ["patient", *outsiders], "practitioner"),
+        ("GET", f"/v1/practitioners/{world.practitioner}/slots?status=all", None,
+         ["patient", *outsiders], "practitioner"),
     ]
 
 

@@ -22,6 +22,15 @@ FUTURE = NOW + timedelta(days=5)
 VALID_START = iso(FUTURE)
 VALID_END = iso(FUTURE + timedelta(minutes=30))
 BIGINT_MAX = 2**63 - 1
+RULE = {"weekday": 1, "start": "09:00", "end": "12:00", "slot_minutes": 30}
+# Query strings no listing or range delete accepts (the lists take at most 31 days, the delete 366).
+BAD_RANGE_QUERIES = ["from=2027-03-01", "to=2027-03-31", "from=2027-03-31&to=2027-03-01",
+                     "from=2027-03-01&to=2028-04-04", "from=2027-03-01&to=2027-04-01",
+                     "date=2027-03-02&from=2027-03-01&to=2027-03-03", "from=2027-02-30&to=2027-03-03",
+                     "from=yesterday&to=2027-03-03", "status=cancelled", "status=", "status=AVAILABLE",
+                     "limit=0", "limit=501", "limit=-1", "limit=1.5", "limit=abc", "limit=" + "9" * 30]
+FORGED_CURSORS = ["x", "A" * 44, "AAAGukZbJqQAAAAAAAADDUEf9m8ESFsHxo9732LY52sR", "_" * 44, "A" * 43 + "=",
+                  "A" * 4000, "%27%3B%20DROP%20TABLE%20users%3B--", "Zm9vYmFy", "%C3%A9" * 44]
 INJECTIONS = ["1; DROP TABLE users; --", "' OR '1'='1", "1 UNION SELECT email FROM users",
               "$$; SELECT pg_sleep(10); $$", "Robert'); DROP TABLE appointments;--"]
 LEAKS = ["Traceback", "psycopg", "SELECT", "CONTEXT:", "PL/pgSQL", "line ", "File \"", "DETAIL"]
@@ -106,7 +115,8 @@ def scene(admin: psycopg.Connection, world: World) -> Scene:
 
 def snapshot(admin: psycopg.Connection) -> dict:
     tables = ["users", "practitioners", "patients", "availability_slots", "appointments",
-              "appointment_history", "practitioner_booking_settings", "booking_clock"]
+              "appointment_history", "practitioner_booking_settings", "booking_clock", "schedule_rules",
+              "time_off_periods"]
     return {table: admin.execute(
         f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS digest "
         f"FROM {table} t").fetchone() for table in tables}
@@ -153,6 +163,13 @@ def body_endpoints(scene: Scene) -> list[tuple[str, str, int, dict]]:
         ("POST", f"/v1/appointments/{scene.appointment}/cancel", w.patient_user, {"reason": "ill"}),
         ("PATCH", f"/v1/practitioners/{w.practitioner}/settings", w.practitioner_user,
          {"time_zone": "Europe/London", "cancellation_notice_minutes": 120}),
+        ("PUT", f"/v1/practitioners/{w.practitioner}/schedule", w.practitioner_user, {"rules": [RULE]}),
+        ("POST", f"/v1/practitioners/{w.practitioner}/schedule/publish", w.practitioner_user,
+         {"through": "2027-03-08"}),
+        ("POST", f"/v1/practitioners/{w.practitioner}/time-off", w.practitioner_user,
+         {"start_time": VALID_START, "end_time": VALID_END, "reason": "away"}),
+        ("POST", f"/v1/practitioners/{w.practitioner}/slots/bulk", w.practitioner_user,
+         {"slots": [{"start_time": VALID_START, "end_time": VALID_END}]}),
     ]
 
 
@@ -323,6 +340,18 @@ def test_bad_path_ids(client, admin, scene):
             ("GET", f"/v1/practitioners/{raw}/appointments", w.practitioner_user, None),
             ("GET", f"/v1/practitioners/{raw}/settings", w.patient_user, None),
             ("PATCH", f"/v1/practitioners/{raw}/settings", w.practitioner_user, {"time_zone": "UTC"}),
+            ("GET", f"/v1/practitioners/{raw}", w.patient_user, None),
+            ("GET", f"/v1/practitioners/{raw}/schedule", w.practitioner_user, None),
+            ("PUT", f"/v1/practitioners/{raw}/schedule", w.practitioner_user, {"rules": []}),
+            ("POST", f"/v1/practitioners/{raw}/schedule/publish", w.practitioner_user, {"through": "2027-03-08"}),
+            ("POST", f"/v1/practitioners/{raw}/time-off", w.practitioner_user,
+             {"start_time": VALID_START, "end_time": VALID_END}),
+            ("GET", f"/v1/practitioners/{raw}/time-off", w.practitioner_user, None),
+            ("DELETE", f"/v1/practitioners/{raw}/time-off/1", w.practitioner_user, None),
+            ("DELETE", f"/v1/practitioners/{w.practitioner}/time-off/{raw}", w.practitioner_user, None),
+            ("POST", f"/v1/practitioners/{raw}/slots/bulk", w.practitioner_user,
+             {"slots": [{"start_time": VALID_START, "end_time": VALID_END}]}),
+            ("DELETE", f"/v1/practitioners/{raw}/slots?from=2027-03-01&to=2027-03-02", w.practitioner_user, None),
         ]
         for method, path, user, body in requests:
             check(send(client, method, path, user, body), status, code, f"{method} {path}", failures)
@@ -355,8 +384,12 @@ def test_bad_queries(client, admin, scene):
         ("date=2027-03-01&tz=europe%2Flondon", 400, "validation_error"),
         ("date=2027-03-01&tz=Europe/London&tz=UTC", 400, "validation_error"),
         ("limit=1000", 400, "validation_error"),
-        ("status=booked", 400, "validation_error"),
+        ("status=booked", 403, "forbidden"),
+        ("status=all", 403, "forbidden"),
         ("date=%FF%FE", 400, "validation_error"),
+        *[(query, 400, "validation_error") for query in BAD_RANGE_QUERIES],
+        *[(f"cursor={cursor}", 400, "invalid_cursor") for cursor in FORGED_CURSORS],
+        ("cursor=%00", 400, "validation_error"),
     ]
     for query, status, code in cases:
         check(send(client, "GET", f"{slots}?{query}", w.patient_user), status, code,
@@ -368,7 +401,7 @@ def test_bad_queries(client, admin, scene):
     # Far but valid dates are simply empty.
     for query in ("date=9999-12-31", "date=0001-01-01", "date=2027-03-01&tz=Pacific/Kiritimati"):
         response = send(client, "GET", f"{slots}?{query}", w.patient_user)
-        if response.status_code != 200 or response.get_json() != {"data": []}:
+        if response.status_code != 200 or response.get_json() != {"data": [], "next_cursor": None}:
             failures.append(f"GET slots?{query}: {response.status_code} {response.get_data(as_text=True)[:200]}")
     assert failures == [], "\n".join(failures)
     assert snapshot(admin) == before
@@ -382,7 +415,13 @@ def test_wrong_methods_and_routes(client, admin, scene):
                          ("DELETE", f"/v1/appointments/{scene.appointment}"),
                          ("PATCH", f"/v1/appointments/{scene.appointment}"),
                          ("GET", f"/v1/appointments/{scene.appointment}/cancel"),
-                         ("DELETE", f"/v1/practitioners/{w.practitioner}/slots"),
+                         ("PATCH", f"/v1/practitioners/{w.practitioner}/slots"),
+                         ("GET", f"/v1/practitioners/{w.practitioner}/slots/bulk"),
+                         ("DELETE", f"/v1/practitioners/{w.practitioner}/schedule"),
+                         ("GET", f"/v1/practitioners/{w.practitioner}/schedule/publish"),
+                         ("GET", f"/v1/practitioners/{w.practitioner}/time-off/1"),
+                         ("DELETE", f"/v1/practitioners/{w.practitioner}"),
+                         ("POST", "/v1/me"),
                          ("POST", "/v1/healthz")]:
         response = send(client, method, path, w.practitioner_user, {})
         check(response, 405, "method_not_allowed", f"{method} {path}", failures)
@@ -394,3 +433,134 @@ def test_wrong_methods_and_routes(client, admin, scene):
               "not_found" if "9999" not in path else "validation_error", f"GET {path[:40]}", failures)
     assert failures == [], "\n".join(failures)
     assert snapshot(admin) == before
+
+
+def test_bad_schedules(client, admin, scene):
+    """Every field of a rule, broken in every way: a clear 4xx, and the rules stay as they were."""
+    w = scene.world
+    path = f"/v1/practitioners/{w.practitioner}/schedule"
+    assert send(client, "PUT", path, w.practitioner_user, {"rules": [{**RULE, "weekday": 5}]}).status_code == 200
+    before = snapshot(admin)
+    failures: list[str] = []
+    malformed = [
+        *[{"weekday": value} for value in (0, 8, -1, 1.5, "1", "Monday", True, None, [1], {"d": 1}, 10**30)],
+        *[{key: value} for key in ("start", "end")
+          for value in ("24:00", "9:00", "09:00:00", "09:60", "25:00", "0900", "", " 09:00", "09:00 ", 900, None,
+                        True, "09:00\u0000", "０９:００", "09.00", "-1:00")],  # noqa: RUF001
+        *[{"slot_minutes": value} for value in (0, 4, 481, -30, 30.5, "30", None, True, 10**12, [30])],
+        *[{key: value} for key in ("valid_from", "valid_until")
+          for value in ("2027-02-30", "2027-13-01", "27-03-01", "2027-3-1", "tomorrow", 20270301, True, "",
+                        "2027-03-01T00:00:00Z")],
+        {"colour": "blue"}, {"weekday ": 1},
+    ]
+    for change in malformed:
+        rule = {**RULE, **change}
+        check(send(client, "PUT", path, w.practitioner_user, {"rules": [rule]}), 400, "validation_error",
+              f"rule {change!r:.50}", failures)
+    for rules in (None, "x", 1, {"weekday": 1}, [1], ["rule"], [[RULE]], [{**RULE, "end": None}],
+                  [{key: value for key, value in RULE.items() if key != "slot_minutes"}], [RULE] * 201,
+                  [{**RULE, "start": {"h": 9}}], [{**RULE, "start": ["09:00"]}]):
+        check(send(client, "PUT", path, w.practitioner_user, {"rules": rules}), 400, "validation_error",
+              f"rules={rules!r:.50}", failures)
+    for rules, label in ([[{**RULE, "start": "12:00", "end": "09:00"}], "end before start"],
+                         [[{**RULE, "end": "09:00"}], "end equals start"],
+                         [[{**RULE, "end": "09:04", "slot_minutes": 5}], "shorter than one slot"],
+                         [[{**RULE, "valid_from": "2027-05-02", "valid_until": "2027-05-01"}], "validity backwards"],
+                         [[RULE, {**RULE, "start": "11:59", "end": "13:00"}], "overlap"]):
+        check(send(client, "PUT", path, w.practitioner_user, {"rules": rules}), 422, "invalid_schedule",
+              label, failures)
+    check(send(client, "PUT", path, w.practitioner_user, raw=b'{"rules": [{"weekday": NaN}]}'), 400,
+          "validation_error", "NaN", failures)
+    check(send(client, "PUT", path, w.practitioner_user, raw=b'{"rules": [{"weekday": 1e999}]}'), 400,
+          "validation_error", "1e999", failures)
+    assert failures == [], "\n".join(failures)
+    assert snapshot(admin) == before
+
+
+def test_bad_publish_time_off_and_bulk(client, admin, scene):
+    w = scene.world
+    before = snapshot(admin)
+    failures: list[str] = []
+    publish = f"/v1/practitioners/{w.practitioner}/schedule/publish"
+    for value in ("2027-02-30", "2027-3-8", "next week", 20270308, None, True, "", "2027-03-08T00:00:00Z",
+                  ["2027-03-08"], "２０２７-03-08"):  # noqa: RUF001
+        check(send(client, "POST", publish, w.practitioner_user, {"through": value}), 400, "validation_error",
+              f"through={value!r:.40}", failures)
+    for value in ("2027-02-28", "2029-03-02", "9999-12-31", "0001-01-01"):
+        check(send(client, "POST", publish, w.practitioner_user, {"through": value}), 422, "invalid_time_range",
+              f"through={value}", failures)
+
+    time_off = f"/v1/practitioners/{w.practitioner}/time-off"
+    for value, status, code in BAD_TIMES:
+        for field in ("start_time", "end_time"):
+            body = {"start_time": VALID_START, "end_time": VALID_END, field: value}
+            check(send(client, "POST", time_off, w.practitioner_user, body), status, code,
+                  f"time off {field}={value!r:.40}", failures)
+    for body, code in (({"start_time": VALID_END, "end_time": VALID_START}, "invalid_time_range"),
+                       ({"start_time": VALID_START, "end_time": VALID_START}, "invalid_time_range"),
+                       ({"start_time": iso(NOW - timedelta(days=2)), "end_time": iso(NOW - timedelta(days=1))},
+                        "invalid_time_range"),
+                       ({"start_time": "9999-12-31T09:00:00Z", "end_time": "9999-12-31T10:00:00Z"},
+                        "invalid_time_range")):
+        check(send(client, "POST", time_off, w.practitioner_user, body), 422, code, f"time off {body}", failures)
+    for reason in (1, True, ["x"], "x" * 1001, "x\x00", "\ud800"):
+        check(send(client, "POST", time_off, w.practitioner_user,
+                   {"start_time": VALID_START, "end_time": VALID_END, "reason": reason}), 400, "validation_error",
+              f"reason={reason!r:.30}", failures)
+
+    bulk = f"/v1/practitioners/{w.practitioner}/slots/bulk"
+    item = {"start_time": VALID_START, "end_time": VALID_END}
+    many = [{"start_time": iso(FUTURE + timedelta(minutes=10 * i)),
+             "end_time": iso(FUTURE + timedelta(minutes=10 * (i + 1)))} for i in range(501)]
+    for slots, label in ((many, "501 items"), ([], "no items"), (None, "null"), ("x", "a string"),
+                         (item, "an object"), ([item, [item]], "a nested list"), ([1], "a number item")):
+        check(send(client, "POST", bulk, w.practitioner_user, {"slots": slots}), 400, "validation_error", label,
+              failures)
+    for value, status, code in BAD_TIMES:
+        response = send(client, "POST", bulk, w.practitioner_user,
+                        {"slots": [item, {"start_time": value, "end_time": VALID_END}]})
+        check(response, status, code, f"bulk start_time={value!r:.40}", failures)
+        if response.status_code == 400 and response.get_json().get("errors") is not None and \
+                [e["index"] for e in response.get_json()["errors"]] != [1]:
+            failures.append(f"bulk start_time={value!r:.40}: errors {response.get_json()['errors']}")
+    assert failures == [], "\n".join(failures)
+    assert snapshot(admin) == before
+
+
+def test_bad_ranges_cursors_and_directory_queries(client, admin, scene):
+    """Dates, ranges, statuses, limits and forged cursors on every listing and the range delete."""
+    w = scene.world
+    before = snapshot(admin)
+    failures: list[str] = []
+    delete = f"/v1/practitioners/{w.practitioner}/slots"
+    for query in ("from=2027-03-01&to=2028-04-04", "from=2027-03-01&to=2028-03-01", "from=2027-03-02&to=2027-03-01",
+                  "from=2027-03-01", "to=2027-03-01", "", "from=2027-02-30&to=2027-03-01", "from=x&to=y",
+                  "from=2027-03-01&to=2027-03-02&status=all", "from=2027-03-01&from=2027-03-02&to=2027-03-03"):
+        check(send(client, "DELETE", f"{delete}?{query}", w.practitioner_user), 400, "validation_error",
+              f"DELETE slots?{query}", failures)
+    directory = "/v1/practitioners"
+    cases = [("available_on=2027-02-30", 400, "validation_error"), ("available_on=2027-3-1", 400, "validation_error"),
+             ("available_on=2027-03-01&tz=Mars/Base", 400, "validation_error"),
+             ("tz=Nowhere/Land", 400, "validation_error"), ("specialty=" + "x" * 201, 400, "validation_error"),
+             ("specialty=%00", 400, "validation_error"), ("specialty=a&specialty=b", 400, "validation_error"),
+             ("limit=0", 400, "validation_error"), ("limit=501", 400, "validation_error"),
+             ("limit=ten", 400, "validation_error"), ("page=2", 400, "validation_error"),
+             *[(f"cursor={cursor}", 400, "invalid_cursor") for cursor in FORGED_CURSORS]]
+    for query, status, code in cases:
+        check(send(client, "GET", f"{directory}?{query}", w.patient_user), status, code, f"GET {directory}?{query}",
+              failures)
+    # A real cursor of one listing is refused by every other.
+    for i in range(3):
+        make_slot(admin, scene.world, NOW + timedelta(days=20, hours=i))
+    slots = f"/v1/practitioners/{w.practitioner}/slots"
+    cursor = send(client, "GET", f"{slots}?limit=1", w.practitioner_user).get_json()["next_cursor"]
+    moved = snapshot(admin)
+    for query in (f"limit=1&status=all&cursor={cursor}", f"limit=1&date=2027-03-21&cursor={cursor}",
+                  f"limit=1&from=2027-03-01&to=2027-03-31&cursor={cursor}"):
+        check(send(client, "GET", f"{slots}?{query}", w.practitioner_user), 400, "invalid_cursor", query, failures)
+    check(send(client, "GET", f"/v1/practitioners/{w.other_practitioner}/slots?cursor={cursor}", w.patient_user),
+          400, "invalid_cursor", "another practitioner's listing", failures)
+    check(send(client, "GET", f"{directory}?cursor={cursor}", w.patient_user), 400, "invalid_cursor",
+          "a slot cursor in the directory", failures)
+    assert failures == [], "\n".join(failures)
+    assert snapshot(admin) == moved != before

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from conftest import bearer, invariant_violations, make_slot
+from conftest import assert_problem, bearer, invariant_violations, make_slot
 from psycopg.types.json import Jsonb
 
 
@@ -159,3 +159,22 @@ def test_a_slot_running_into_the_gap_pushes_the_next_one_out(admin, api_conn, wo
     assert result == {"created": 2, "skipped": 2}
     assert slots == half_hours(utc(2027, 3, 28, 0, 0), utc(2027, 3, 28, 0, 40), minutes=40)
 
+
+
+def test_publish_dst_day_over_http(client, admin, api_conn, world):
+    api_conn.execute("SELECT * FROM set_booking_settings(%s, %s, 'America/New_York', NULL)",
+                     (world.practitioner_user, world.practitioner))
+    headers = bearer(world.practitioner_user)
+    rules = {"rules": [{**EARLY_SUNDAY, "valid_from": "2027-11-07", "valid_until": "2027-11-07"}]}
+    assert client.put(f"/v1/practitioners/{world.practitioner}/schedule", json=rules,
+                      headers=headers).status_code == 200
+    response = client.post(f"/v1/practitioners/{world.practitioner}/schedule/publish",
+                           json={"through": "2027-11-07"}, headers=headers)
+    assert response.status_code == 200 and response.get_json() == {"created": 8, "skipped": 0}
+    listed = client.get(f"/v1/practitioners/{world.practitioner}/slots?date=2027-11-07", headers=headers)
+    assert [s["start_time"] for s in listed.get_json()["data"]] == [
+        "2027-11-07T04:00:00+00:00", "2027-11-07T04:30:00+00:00", "2027-11-07T05:00:00+00:00",
+        "2027-11-07T05:30:00+00:00", "2027-11-07T07:00:00+00:00", "2027-11-07T07:30:00+00:00",
+        "2027-11-07T08:00:00+00:00", "2027-11-07T08:30:00+00:00"]
+    assert_problem(client.post(f"/v1/practitioners/{world.practitioner}/schedule/publish",
+                               json={"through": "2029-11-07"}, headers=headers), 422, "invalid_time_range")

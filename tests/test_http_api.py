@@ -153,13 +153,14 @@ def test_list_available_slots(client, admin, world):
 
     response = client.get(f"{url}?date={START.date()}", headers=headers)
     assert response.status_code == 200
-    assert response.get_json() == {"data": [first, second]}
-    assert client.get(url, headers=headers).get_json() == {"data": [first, second, tomorrow]}
+    assert response.get_json() == {"data": [first, second], "next_cursor": None}
+    assert client.get(url, headers=headers).get_json() == {"data": [first, second, tomorrow], "next_cursor": None}
     # 2027-03-05 in Auckland (UTC+13) runs 2027-03-04T11:00Z-2027-03-05T11:00Z.
     assert client.get(f"{url}?date=2027-03-05&tz=Pacific/Auckland", headers=headers).get_json() == {
-        "data": [first, second]}
+        "data": [first, second], "next_cursor": None}
     set_clock(admin, START + timedelta(minutes=1))
-    assert client.get(f"{url}?date={START.date()}", headers=headers).get_json() == {"data": [second]}
+    assert client.get(f"{url}?date={START.date()}", headers=headers).get_json() == {"data": [second],
+                                                                                    "next_cursor": None}
 
 
 @pytest.mark.parametrize("query", [
