@@ -2,7 +2,9 @@
 
 A hypothesis RuleBasedStateMachine drives the SQL functions as medbook_api
 (create, update and delete slots; book; cancel as patient and as practitioner;
-change the cancellation notice) while moving the booking clock, often to the
+change the cancellation notice; set weekly schedule rules and publish them, also
+for everyone at once; take and remove time off; create slots in bulk; delete a
+range of dates) while moving the booking clock, often to the
 instants where rules flip: a slot's start and its cancellation deadline, one
 second either side. Every call's result or SQLSTATE is compared with what the
 model (a few dicts and the rules of docs/DESIGN.md in plain Python) predicts,
@@ -21,7 +23,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import psycopg
 from conftest import NOW, World, add_patient, add_practitioner, add_user, api_connect
@@ -35,11 +37,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 # The suite's profile is derandomized: the same 100 sequences every run, so CI cannot
 # flake on the coverage assertions below; the long profile explores new ones each time.
 PROFILES = {
-    "default": settings(max_examples=100, stateful_step_count=50, deadline=None, derandomize=True,
+    "default": settings(max_examples=100, stateful_step_count=100, deadline=None, derandomize=True,
                         suppress_health_check=[HealthCheck.too_slow]),
     "long": settings(max_examples=2000, stateful_step_count=80, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow]),
@@ -54,6 +57,31 @@ START_STEPS = st.integers(min_value=-4, max_value=4 * 48)
 # Mostly valid lengths, sometimes the edges: 24 hours, a second more, zero, negative.
 DURATIONS = st.sampled_from([STEP, STEP, STEP, 2 * STEP, 2 * STEP, 3 * STEP, DAY,
                              DAY + timedelta(seconds=1), timedelta(0), -STEP])
+PRACTITIONERS = st.sampled_from(["practitioner", "other_practitioner"])
+# Bulk items: mostly valid future half hours, sometimes each kind of bad range.
+BULK_STEPS = st.sampled_from(["future"] * 12 + [-2, 0]).flatmap(
+    lambda s: st.integers(min_value=1, max_value=4 * 48) if s == "future" else st.just(s))
+BULK_LENGTHS = st.sampled_from([STEP] * 8 + [2 * STEP] * 2 + [DAY + timedelta(seconds=1), timedelta(0)])
+# Schedule rules: mostly valid (a few slots from a half hour between 08:00 and 16:00),
+# sometimes broken in one of the ways the rules refuse.
+
+
+def _rule(weekday: int, start: int, count: int, minutes: int, validity: tuple, broken: dict | None) -> dict:
+    first = datetime(2000, 1, 1, 8) + timedelta(minutes=30 * start)
+    rule = {"weekday": weekday, "start": first.strftime("%H:%M"),
+            "end": (first + timedelta(minutes=minutes * count)).strftime("%H:%M"), "slot_minutes": minutes,
+            "valid_from": validity[0], "valid_until": validity[1]}
+    return {**rule, **(broken or {})}
+
+
+RULES = st.builds(
+    _rule, weekday=st.integers(min_value=1, max_value=7), start=st.integers(min_value=0, max_value=16),
+    count=st.integers(min_value=1, max_value=4), minutes=st.sampled_from([30, 45, 60]),
+    validity=st.sampled_from([(None, None)] * 4 + [("2027-03-02", None), (None, "2027-03-05"),
+                                                   ("2027-03-04", "2027-03-03")]),
+    broken=st.sampled_from([None] * 10 + [{"weekday": 8}, {"weekday": 0}, {"end": "24:00"}, {"slot_minutes": 481},
+                                          {"slot_minutes": 4}, {"start": "17:00", "end": "09:00"},
+                                          {"slot_minutes": 480}]))
 REASONS = st.sampled_from([None, "", "  ", "  running late  ", "ill", "é" * 1000, "x" * 1001,
                           "\u00e9\u4e2d\U0001f600" * 333 + "x" * 2])
 NOTICES = st.sampled_from([timedelta(0), timedelta(hours=1), DAY, 2 * DAY, timedelta(days=30),
@@ -84,6 +112,28 @@ class Appointment:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Rule:
+    weekday: int
+    start: time
+    end: time
+    minutes: int
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+    def as_json(self) -> dict:
+        return {"weekday": self.weekday, "start": self.start.strftime("%H:%M"), "end": self.end.strftime("%H:%M"),
+                "slot_minutes": self.minutes, "valid_from": self.valid_from and self.valid_from.isoformat(),
+                "valid_until": self.valid_until and self.valid_until.isoformat()}
+
+
+@dataclass
+class TimeOff:
+    practitioner: int
+    start: datetime
+    end: datetime
+
+
 @dataclass
 class Model:
     """The booking rules, in plain Python, over the people of one World."""
@@ -93,6 +143,8 @@ class Model:
     notice: dict[int, timedelta] = field(default_factory=dict)
     slots: dict[int, Slot] = field(default_factory=dict)
     appointments: dict[int, Appointment] = field(default_factory=dict)
+    rules: dict[int, list[Rule]] = field(default_factory=dict)
+    time_off: dict[int, TimeOff] = field(default_factory=dict)
 
     @property
     def users(self) -> set[int]:
@@ -202,6 +254,118 @@ class Model:
         return "MB400" if not timedelta(0) <= notice <= timedelta(days=30) else OK
 
 
+    # Availability (the practitioners of the model keep their dates in UTC) ----------------
+
+    def owner_check(self, actor: int, practitioner: int) -> str | None:
+        if actor not in self.users:
+            return "MB401"
+        if practitioner not in self.practitioner_user:
+            return "MB404"
+        return "MB403" if self.practitioner_user[practitioner] != actor else OK
+
+    def set_schedule(self, actor: int, practitioner: int, rules: list[dict]) -> str | None:
+        error = self.owner_check(actor, practitioner)
+        if error:
+            return error
+        parsed = []
+        for given in rules:
+            weekday, start, end, minutes = given["weekday"], given["start"], given["end"], given["slot_minutes"]
+            if weekday not in range(1, 8) or "24:00" in (start, end) or minutes not in range(5, 481):
+                return "MB400"
+            start, end = time.fromisoformat(start), time.fromisoformat(end)
+            length = datetime.combine(NOW.date(), end) - datetime.combine(NOW.date(), start)
+            valid_from = given["valid_from"] and date.fromisoformat(given["valid_from"])
+            valid_until = given["valid_until"] and date.fromisoformat(given["valid_until"])
+            if end <= start or length < timedelta(minutes=minutes) or (
+                    valid_from and valid_until and valid_until < valid_from):
+                return "MBV01"
+            parsed.append(Rule(weekday, start, end, minutes, valid_from, valid_until))
+        for i, a in enumerate(parsed):
+            for b in parsed[i + 1:]:
+                if a.weekday == b.weekday and a.start < b.end and b.start < a.end and \
+                        (a.valid_from or date.min) <= (b.valid_until or date.max) and \
+                        (b.valid_from or date.min) <= (a.valid_until or date.max):
+                    return "MBV01"
+        return OK
+
+    def publish(self, actor: int | None, practitioner: int, through: date) -> tuple[str | None, list, int]:
+        """(expected state, the (start, end) ranges created, how many skipped)."""
+        if actor is not None:
+            error = self.owner_check(actor, practitioner)
+            if error:
+                return error, [], 0
+        today = self.now.date()
+        if through < today or through > (self.now + _two_years(self.now)).date():
+            return "MBS05", [], 0
+        described = []
+        day = today
+        while day <= through:
+            for each in self.rules.get(practitioner, []):
+                if each.weekday == day.isoweekday() and (each.valid_from or date.min) <= day <= (
+                        each.valid_until or date.max):
+                    first = datetime.combine(day, each.start, tzinfo=NOW.tzinfo)
+                    count = int((datetime.combine(day, each.end, tzinfo=NOW.tzinfo) - first).total_seconds()
+                                // 60) // each.minutes
+                    described += [(first + timedelta(minutes=each.minutes * k), timedelta(minutes=each.minutes))
+                                  for k in range(count)]
+            day += timedelta(days=1)
+        created: list[tuple[datetime, datetime]] = []
+        for start, length in sorted(described):
+            end = start + length
+            if start <= self.now or start > self.now + _two_years(self.now):
+                continue
+            if any(t.practitioner == practitioner and t.start < end and start < t.end for t in self.time_off.values()):
+                continue
+            if self.overlaps(practitioner, start, end, None) or any(s < end and start < e for s, e in created):
+                continue
+            created.append((start, end))
+        return OK, created, len(described) - len(created)
+
+    def take_time_off(self, actor: int, practitioner: int, start: datetime, end: datetime) -> str | None:
+        error = self.owner_check(actor, practitioner)
+        if error:
+            return error
+        if end <= start or end <= self.now or start > self.now + _two_years(self.now):
+            return "MBS05"
+        return OK
+
+    def covered(self, practitioner: int, start: datetime, end: datetime, status: str) -> list[int]:
+        """Slots of that status which have not started and overlap [start, end), by start."""
+        return [sid for sid, s in sorted(self.slots.items(), key=lambda kv: kv[1].start)
+                if s.practitioner == practitioner and s.status == status and s.start > self.now
+                and s.start < end and start < s.end]
+
+    def remove_slots(self, ids: list[int]) -> None:
+        for sid in ids:
+            del self.slots[sid]
+            for appointment in self.appointments.values():
+                if appointment.slot_id == sid:
+                    appointment.slot_id = None
+
+    def bulk(self, actor: int, practitioner: int, ranges: list[tuple[datetime, datetime]]) -> str | None:
+        error = self.owner_check(actor, practitioner)
+        if error:
+            return error
+        errors: dict[int, str] = {}
+        for index, (start, end) in enumerate(ranges):
+            error = self.slot_times_error(start, end)
+            if error:
+                errors[index] = error
+        fine = [i for i in range(len(ranges)) if i not in errors]
+        for index in fine:
+            start, end = ranges[index]
+            if self.overlaps(practitioner, start, end, None) or any(
+                    j < index and ranges[j][0] < end and start < ranges[j][1] for j in fine):
+                errors[index] = "MBS02"
+        return errors[min(errors)] if errors else OK
+
+    def delete_range(self, actor: int, practitioner: int, first: date, last: date) -> str | None:
+        error = self.owner_check(actor, practitioner)
+        if error:
+            return error
+        return "MB400" if last < first or (last - first).days >= 366 else OK
+
+
 def _two_years(now: datetime) -> timedelta:
     """PostgreSQL's now + interval '2 years' (calendar years), as a duration from now."""
     try:
@@ -224,7 +388,8 @@ class BookingMachine(RuleBasedStateMachine):
         self.admin = psycopg.connect(self.conninfo, autocommit=True, row_factory=dict_row)
         self.admin.execute("SET session_replication_role = replica")
         self.admin.execute("TRUNCATE appointment_history, appointments, availability_slots, "
-                           "practitioner_booking_settings, booking_clock RESTART IDENTITY")
+                           "practitioner_booking_settings, booking_clock, schedule_rules, time_off_periods "
+                           "RESTART IDENTITY")
         self.admin.execute("SET session_replication_role = origin")
         self.admin.execute("SELECT set_booking_clock(%s)", (NOW,))
         self.api = api_connect(self.conninfo)
@@ -248,6 +413,19 @@ class BookingMachine(RuleBasedStateMachine):
         assert expected is OK, (function, args, "succeeded, expected", expected)
         OUTCOMES[f"{function} ok"] += 1
         return row
+
+    def call_rows(self, expected: str | None, function: str, *args) -> list[dict] | None:
+        """As call(), for a function that returns several rows."""
+        placeholders = ", ".join(["%s"] * len(args))
+        try:
+            rows = self.api.execute(f"SELECT * FROM {function}({placeholders})", args).fetchall()
+        except psycopg.Error as exc:
+            assert exc.sqlstate == expected, (function, args, exc.sqlstate, str(exc))
+            OUTCOMES[f"{function} {exc.sqlstate}"] += 1
+            return None
+        assert expected is OK, (function, args, "succeeded, expected", expected)
+        OUTCOMES[f"{function} ok"] += 1
+        return rows
 
     def actor(self, data, *roles: str, likely: int | None = None) -> int:
         """One of the roles' users or an unknown id; `likely` (the rightful actor) most often."""
@@ -394,6 +572,177 @@ class BookingMachine(RuleBasedStateMachine):
             assert (row["status"], row["cancelled_at"], row["cancelled_by"],
                     row["cancellation_reason"]) == ("cancelled", self.model.now, actor, appointment.reason)
 
+    # Availability rules -------------------------------------------------------------
+
+    # Availability: two rules, each drawing one of its operations, so that these many
+    # operations do not crowd out booking and cancelling in a run of fixed length.
+
+    @rule(data=st.data(), op=st.sampled_from(["set_schedule", "set_schedule", "publish", "publish",
+                                              "publish_everyone", "work_tomorrow"]))
+    def plan_availability(self, data, op):
+        practitioner = data.draw(PRACTITIONERS, label="practitioner")
+        if op == "work_tomorrow":
+            # A rule for tomorrow's weekday, published through tomorrow, by the practitioner.
+            tomorrow = self.model.now.date() + timedelta(days=1)
+            rule = _rule(tomorrow.isoweekday(), data.draw(st.integers(min_value=0, max_value=16), label="start"),
+                         data.draw(st.integers(min_value=1, max_value=4), label="count"),
+                         data.draw(st.sampled_from([30, 45, 60]), label="minutes"), (None, None), None)
+            pid = getattr(self.world, practitioner)
+            actor = self.model.practitioner_user[pid]
+            self.set_schedule(data, practitioner, [rule], actor=actor)
+            self.publish(data, practitioner, 1, actor=actor)
+        elif op == "set_schedule":
+            self.set_schedule(data, practitioner, data.draw(st.lists(RULES, max_size=3), label="rules"))
+        elif op == "publish":
+            self.publish(data, practitioner, data.draw(st.integers(min_value=-1, max_value=4), label="days"))
+        else:
+            self.publish_everyone(data.draw(st.integers(min_value=0, max_value=3), label="days"))
+
+    @rule(data=st.data(), op=st.sampled_from(["take_time_off", "remove_time_off", "create_slots", "delete_range",
+                                              "around_a_slot", "around_a_slot"]))
+    def change_availability(self, data, op):
+        practitioner = data.draw(PRACTITIONERS, label="practitioner")
+        future = sorted(sid for sid, s in self.model.slots.items()
+                        if s.start > self.model.now and s.status == "available")
+        if op == "around_a_slot" and future:
+            # Time off over a future slot and its neighbours, a range delete of its day, or a bulk
+            # create that collides with it, by its practitioner; often booked by a patient first.
+            sid = data.draw(st.sampled_from(future), label="future slot")
+            slot = self.model.slots[sid]
+            if data.draw(st.booleans(), label="book it first"):
+                row = self.call(OK, "book_slot", self.world.patient_user, sid)
+                slot.status = "booked"
+                self.model.appointments[row["id"]] = Appointment(
+                    sid, self.world.patient, slot.practitioner, slot.start, slot.end, self.model.now)
+            name = "practitioner" if slot.practitioner == self.world.practitioner else "other_practitioner"
+            actor = self.model.practitioner_user[slot.practitioner]
+            step = int((slot.start - NOW) / STEP)
+            how = data.draw(st.sampled_from(["time off", "range delete", "bulk"]), label="how")
+            if how == "time off":
+                self.take_time_off(data, step - 1, 2, name, actor=actor)
+            elif how == "range delete":
+                self.delete_range(data, (slot.start.date() - self.model.now.date()).days, 0, name, actor=actor)
+            else:
+                self.create_slots(data, [(step + 2 * 48, STEP), (step, STEP)], name, actor=actor)
+        elif op == "take_time_off":
+            self.take_time_off(data, data.draw(START_STEPS, label="step"),
+                               data.draw(st.sampled_from([-1, 0, 1, 2, 6, 30]), label="hours"), practitioner)
+        elif op == "remove_time_off" and self.model.time_off:
+            self.remove_time_off(data)
+        elif op == "create_slots":
+            items = data.draw(st.lists(st.tuples(BULK_STEPS, BULK_LENGTHS), min_size=1, max_size=3), label="items")
+            if data.draw(st.sampled_from([False, False, False, True]), label="two items overlap"):
+                items.append((items[0][0] + 1, items[0][1]))
+            self.create_slots(data, items, practitioner)
+        elif op == "delete_range":
+            self.delete_range(data, data.draw(st.integers(min_value=-1, max_value=4), label="first"),
+                              data.draw(st.sampled_from([-1, 0, 1, 2, 366]), label="span"), practitioner)
+
+    def set_schedule(self, data, practitioner, rules, actor=None):
+        pid = getattr(self.world, practitioner)
+        actor = actor or self.actor(data, "practitioner", "other_practitioner", "patient",
+                                    likely=self.model.practitioner_user[pid])
+        expected = self.model.set_schedule(actor, pid, rules)
+        rows = self.call_rows(expected, "set_schedule", actor, pid, Jsonb(rules))
+        if rows is not None:
+            self.model.rules[pid] = [Rule(r["weekday"], time.fromisoformat(r["start"]), time.fromisoformat(r["end"]),
+                                          r["slot_minutes"],
+                                          r["valid_from"] and date.fromisoformat(r["valid_from"]),
+                                          r["valid_until"] and date.fromisoformat(r["valid_until"]))
+                                     for r in rules]
+            assert sorted((r["weekday"], r["local_start"]) for r in rows) == sorted(
+                (r.weekday, r.start) for r in self.model.rules[pid])
+
+    def publish(self, data, practitioner, days, actor=None):
+        pid = getattr(self.world, practitioner)
+        actor = actor or self.actor(data, "practitioner", "other_practitioner",
+                                    likely=self.model.practitioner_user[pid])
+        through = self.model.now.date() + timedelta(days=days)
+        expected, created, skipped = self.model.publish(actor, pid, through)
+        row = self.call(expected, "publish_schedule", actor, pid, through)
+        if row:
+            assert (row["created"], row["skipped"]) == (len(created), skipped)
+            OUTCOMES["slots published"] += len(created)
+            self.adopt_published(pid, created)
+
+    def publish_everyone(self, days):
+        """The DBA's nightly run, over every practitioner with rules."""
+        outcomes = {pid: self.model.publish(None, pid, self.model.now.date() + timedelta(days=days))
+                    for pid in sorted(self.model.rules) if self.model.rules[pid]}
+        row = self.admin.execute("CALL publish_all_schedules(%s)", (days,)).fetchone()
+        OUTCOMES["publish_all_schedules ok"] += 1
+        assert row == {"practitioners": len(outcomes), "created": sum(len(c) for _, c, _ in outcomes.values()),
+                       "skipped": sum(s for _, _, s in outcomes.values()), "failed": 0}
+        for pid, (_, created, _) in outcomes.items():
+            OUTCOMES["slots published"] += len(created)
+            self.adopt_published(pid, created)
+
+    def adopt_published(self, pid: int, created: list[tuple[datetime, datetime]]) -> None:
+        rows = self.admin.execute("SELECT id, start_time, end_time FROM availability_slots "
+                                  "WHERE practitioner_id = %s AND start_time = ANY(%s)",
+                                  (pid, [start for start, _ in created])).fetchall()
+        new = {r["id"]: (r["start_time"], r["end_time"]) for r in rows if r["id"] not in self.model.slots}
+        assert sorted(new.values()) == sorted(created)
+        for sid, (start, end) in new.items():
+            self.model.slots[sid] = Slot(pid, start, end)
+
+    def take_time_off(self, data, step, hours, practitioner, actor=None):
+        pid = getattr(self.world, practitioner)
+        actor = actor or self.actor(data, "practitioner", "other_practitioner", "patient",
+                                    likely=self.model.practitioner_user[pid])
+        start = NOW + step * STEP
+        end = start + timedelta(hours=hours)
+        expected = self.model.take_time_off(actor, pid, start, end)
+        removed = self.model.covered(pid, start, end, "available") if expected is OK else []
+        booked = self.model.covered(pid, start, end, "booked") if expected is OK else []
+        row = self.call(expected, "create_time_off", actor, pid, start, end, "away")
+        if row:
+            assert (row["removed_slots"], row["booked_slot_ids"]) == (len(removed), booked)
+            OUTCOMES["time off removed slots"] += len(removed)
+            OUTCOMES["time off kept booked slots"] += len(booked)
+            self.model.time_off[row["id"]] = TimeOff(pid, start, end)
+            self.model.remove_slots(removed)
+
+    def remove_time_off(self, data):
+        tid = data.draw(st.sampled_from([*sorted(self.model.time_off), UNKNOWN_ID]), label="time_off_id")
+        pid = self.model.time_off[tid].practitioner if tid in self.model.time_off else self.world.practitioner
+        actor = self.model.practitioner_user[pid]
+        row = self.call(OK if tid in self.model.time_off else "MB404", "delete_time_off", actor, pid, tid)
+        if row:
+            del self.model.time_off[tid]
+
+    def create_slots(self, data, items, practitioner, actor=None):
+        pid = getattr(self.world, practitioner)
+        actor = actor or self.actor(data, "practitioner", "other_practitioner",
+                                    likely=self.model.practitioner_user[pid])
+        ranges = [(NOW + step * STEP, NOW + step * STEP + length) for step, length in items]
+        rows = self.call_rows(self.model.bulk(actor, pid, ranges), "create_slots", actor, pid,
+                              [r[0] for r in ranges], [r[1] for r in ranges])
+        if rows is not None:
+            assert [(r["start_time"], r["end_time"], r["status"]) for r in rows] == [(*r, "available") for r in ranges]
+            for row in rows:
+                self.model.slots[row["id"]] = Slot(pid, row["start_time"], row["end_time"])
+
+    def delete_range(self, data, first, span, practitioner, actor=None):
+        pid = getattr(self.world, practitioner)
+        actor = actor or self.actor(data, "practitioner", "other_practitioner",
+                                    likely=self.model.practitioner_user[pid])
+        start = self.model.now.date() + timedelta(days=first)
+        end = start + timedelta(days=span)
+        expected = self.model.delete_range(actor, pid, start, end)
+        low = datetime.combine(start, time(0), tzinfo=NOW.tzinfo)
+        high = datetime.combine(end + timedelta(days=1), time(0), tzinfo=NOW.tzinfo)
+        starting = [sid for sid, s in sorted(self.model.slots.items(), key=lambda kv: kv[1].start)
+                    if s.practitioner == pid and low <= s.start < high and s.start > self.model.now]
+        row = self.call(expected, "delete_slots", actor, pid, start, end)
+        if row:
+            removed = [sid for sid in starting if self.model.slots[sid].status == "available"]
+            booked = [sid for sid in starting if self.model.slots[sid].status == "booked"]
+            assert (row["deleted"], row["booked_slot_ids"]) == (len(removed), booked)
+            OUTCOMES["range delete removed slots"] += len(removed)
+            OUTCOMES["range delete kept booked slots"] += len(booked)
+            self.model.remove_slots(removed)
+
     @rule(data=st.data(), notice=NOTICES,
           practitioner=st.sampled_from(["practitioner", "other_practitioner"]))
     def set_notice(self, data, notice, practitioner):
@@ -442,6 +791,10 @@ class BookingMachine(RuleBasedStateMachine):
                                      r["end_time"], r["booked_at"], r["status"], r["cancelled_at"],
                                      r["cancelled_by"], r["cancellation_reason"])
                 for r in appointments} == self.model.appointments
+        time_off = self.admin.execute(
+            "SELECT id, practitioner_id, start_time, end_time FROM time_off_periods").fetchall()
+        assert {r["id"]: TimeOff(r["practitioner_id"], r["start_time"], r["end_time"])
+                for r in time_off} == self.model.time_off
         history = self.admin.execute("SELECT count(*) AS n FROM appointment_history").fetchone()["n"]
         assert history == len(self.model.appointments) + sum(
             a.status == "cancelled" for a in self.model.appointments.values())
@@ -455,6 +808,17 @@ class BookingMachine(RuleBasedStateMachine):
             expected = sorted((s.start, sid) for sid, s in m.slots.items()
                               if s.practitioner == pid and s.status == "available" and s.start > m.now)
             assert [r["id"] for r in listed] == [sid for _, sid in expected]
+            paged, cursor = [], None
+            while True:
+                page = self.api.execute("SELECT id, appointment_id, next_cursor FROM list_slots(%s, %s, NULL, NULL, "
+                                        "NULL, NULL, 'all', 3, %s)", (m.practitioner_user[pid], pid, cursor)).fetchall()
+                paged += [(r["id"], r["appointment_id"]) for r in page]
+                cursor = page[-1]["next_cursor"] if page else None
+                if cursor is None:
+                    break
+            booked_by = {a.slot_id: aid for aid, a in m.appointments.items() if a.status == "booked"}
+            assert paged == [(sid, booked_by.get(sid)) for _, sid in sorted(
+                (s.start, sid) for sid, s in m.slots.items() if s.practitioner == pid and s.start > m.now)]
         for user, patient in m.patient_of_user.items():
             listed = self.api.execute("SELECT id, start_time FROM list_upcoming_appointments(%s, %s)",
                                       (user, patient)).fetchall()
@@ -462,6 +826,16 @@ class BookingMachine(RuleBasedStateMachine):
                         if a.patient == patient and a.status == "booked" and a.start > m.now}
             assert {r["id"] for r in listed} == expected
             assert [r["start_time"] for r in listed] == sorted(r["start_time"] for r in listed)
+
+    @invariant()
+    def directory_matches_the_model(self):
+        m, w = self.model, self.world
+        rows = self.api.execute("SELECT id, next_available_start FROM list_practitioners(%s)",
+                                (w.stranger_user,)).fetchall()
+        nexts = {pid: min((s.start for s in m.slots.values() if s.practitioner == pid and s.status == "available"
+                           and s.start > m.now), default=None) for pid in (w.practitioner, w.other_practitioner)}
+        expected = sorted(nexts.items(), key=lambda kv: (kv[1] is None, kv[1] or NOW, kv[0]))
+        assert [(r["id"], r["next_available_start"]) for r in rows] == expected
 
     @invariant()
     def database_is_healthy(self):
@@ -484,5 +858,12 @@ def test_booking_rules_match_the_model(db: str, admin: psycopg.Connection):
                     "update_slot ok", "update_slot MBS03", "delete_slot ok", "delete_slot MBS03",
                     "book_slot ok", "book_slot MBS01", "book_slot MBS04", "book_slot MB403",
                     "cancel_appointment ok", "cancel_appointment MBA01", "cancel_appointment MBA02",
-                    "cancel_appointment MB403", "cancel_appointment MB400"]:
+                    "cancel_appointment MB403", "cancel_appointment MB400",
+                    "set_schedule ok", "set_schedule MBV01", "set_schedule MB400", "set_schedule MB403",
+                    "publish_schedule ok", "publish_schedule MBS05", "slots published", "publish_all_schedules ok",
+                    "create_time_off ok", "create_time_off MBS05", "time off removed slots",
+                    "time off kept booked slots", "delete_time_off ok", "delete_time_off MB404",
+                    "create_slots ok", "create_slots MBS02", "create_slots MBS04", "create_slots MBS05",
+                    "delete_slots ok", "delete_slots MB400", "range delete removed slots",
+                    "range delete kept booked slots"]:
         assert OUTCOMES[outcome] >= 1, (outcome, sorted(OUTCOMES.items()))

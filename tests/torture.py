@@ -2,15 +2,18 @@
 
 Each worker process has its own connection as medbook_api and, in a random
 mix, books, cancels (as patient or practitioner), rebooks, moves, deletes and
-re-creates slots of one practitioner inside a narrow window, so every
-operation contends with every other on the same rows and the same exclusion
+re-creates slots of one practitioner inside a narrow window, creates slots
+there in bulk, publishes the weekly rule that describes the window, takes and
+ends time off over parts of it and deletes its whole day, so every operation
+contends with every other on the same rows and the same exclusion
 constraint. Afterwards:
 
 * every error a worker saw is one the operation documents (see EXPECTED);
   anything else -- a deadlock, a serialization failure, a unique or exclusion
   violation leaking out, a lock or statement timeout -- is counted as unexpected;
 * the books add up: appointments = successful bookings, cancelled appointments
-  = successful cancellations, history rows = both, slots = created - deleted;
+  = successful cancellations, history rows = both, slots = created (one by one,
+  in bulk, by publishing) - deleted (one by one, by time off, by range);
 * booking_api.check_booking_invariants() returns nothing;
 * the server counted no deadlocks (pg_stat_database) and its log, when this
   process can read it, has no "deadlock detected" or crash lines.
@@ -40,6 +43,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 WINDOW_START = NOW + timedelta(days=3)
@@ -55,7 +59,15 @@ EXPECTED = {
     "update": {"MBS02", "MBS03", "MB404"},
     "delete": {"MBS03", "MB404"},
     "create": {"MBS02"},
+    "bulk": {"MBS02"},                   # overlaps a slot created meanwhile
+    "publish": set(),                    # skips what it cannot create, never an error
+    "time_off": set(),
+    "end_time_off": {"MB404"},           # removed concurrently
+    "range_delete": set(),
 }
+# Operations and their weights: bookings and cancellations race everything else.
+OPERATIONS = {"book": 10, "cancel": 6, "update": 4, "delete": 2, "create": 2, "bulk": 2, "publish": 2,
+              "time_off": 2, "end_time_off": 2, "range_delete": 1}
 LOG_ALARMS = ("deadlock detected", "PANIC", "was terminated by signal", "server process (PID")
 
 
@@ -94,6 +106,11 @@ def setup(conninfo: str) -> People:
             start = WINDOW_START + i * GRID
             conn.execute("SELECT booking_api.create_slot(%s, %s, %s, %s)",
                          (practitioner_user, practitioner, start, start + GRID))
+        # The weekly rule that describes the hot window (the practitioner keeps UTC dates).
+        conn.execute("SELECT * FROM booking_api.set_schedule(%s, %s, %s)",
+                     (practitioner_user, practitioner, Jsonb([{
+                         "weekday": WINDOW_START.isoweekday(), "start": WINDOW_START.strftime("%H:%M"),
+                         "end": (WINDOW_START + WINDOW_STEPS * GRID).strftime("%H:%M"), "slot_minutes": 30}])))
     return People(practitioner_user, practitioner, patient_users)
 
 
@@ -116,7 +133,7 @@ def worker(conninfo: str, people: People, seconds: float, seed: int) -> Result:
             booked = look.execute(
                 "SELECT a.id, p.user_id FROM booking.appointments a JOIN booking.patients p ON p.id = a.patient_id "
                 "WHERE a.practitioner_id = %s AND a.status = 'booked'", (people.practitioner,)).fetchall()
-            op = rng.choices(["book", "cancel", "update", "delete", "create"], [5, 3, 2, 1, 1])[0]
+            op = rng.choices(list(OPERATIONS), list(OPERATIONS.values()))[0]
             if op == "book" and slots:
                 call = ("book_slot", (rng.choice(people.patient_users), rng.choice(slots)))
             elif op == "cancel" and booked:
@@ -131,13 +148,41 @@ def worker(conninfo: str, people: People, seconds: float, seed: int) -> Result:
             elif op == "create":
                 start = WINDOW_START + rng.randrange(WINDOW_STEPS) * GRID
                 call = ("create_slot", (people.practitioner_user, people.practitioner, start, start + GRID))
+            elif op == "bulk":
+                starts = [WINDOW_START + step * GRID for step in rng.sample(range(WINDOW_STEPS), rng.randint(1, 3))]
+                call = ("create_slots", (people.practitioner_user, people.practitioner, starts,
+                                         [start + GRID for start in starts]))
+            elif op == "publish":
+                call = ("publish_schedule", (people.practitioner_user, people.practitioner, WINDOW_START.date()))
+            elif op == "time_off":
+                start = WINDOW_START + rng.randrange(WINDOW_STEPS) * GRID
+                call = ("create_time_off", (people.practitioner_user, people.practitioner, start,
+                                            start + rng.randint(1, 3) * GRID, "torture"))
+            elif op == "end_time_off":
+                away = [r["id"] for r in look.execute("SELECT id FROM booking.time_off_periods WHERE "
+                                                      "practitioner_id = %s", (people.practitioner,))]
+                if not away:
+                    continue
+                call = ("delete_time_off", (people.practitioner_user, people.practitioner, rng.choice(away)))
+            elif op == "range_delete":
+                call = ("delete_slots", (people.practitioner_user, people.practitioner, WINDOW_START.date(),
+                                         WINDOW_START.date()))
             else:
                 continue
             function, args = call
             placeholders = ", ".join(["%s"] * len(args))
             try:
-                api.execute(f"SELECT * FROM {function}({placeholders})", args).fetchone()
+                rows = api.execute(f"SELECT * FROM {function}({placeholders})", args).fetchall()
                 result.counts[f"{op} ok"] += 1
+                # Slots made and removed, for the ledger.
+                if op == "bulk":
+                    result.counts["slots created in bulk"] += len(rows)
+                elif op == "publish":
+                    result.counts["slots published"] += rows[0]["created"]
+                elif op == "time_off":
+                    result.counts["slots removed by time off"] += rows[0]["removed_slots"]
+                elif op == "range_delete":
+                    result.counts["slots deleted by range"] += rows[0]["deleted"]
             except psycopg.Error as exc:
                 state = exc.sqlstate or type(exc).__name__
                 result.counts[f"{op} {state}"] += 1
@@ -234,7 +279,8 @@ def run(conninfo: str, *, seconds: float, workers: int) -> Report:
         "appointments": counts["book ok"],
         "cancelled": counts["cancel ok"],
         "history": counts["book ok"] + counts["cancel ok"],
-        "slots": slots_before + counts["create ok"] - counts["delete ok"],
+        "slots": slots_before + counts["create ok"] + counts["slots created in bulk"] + counts["slots published"]
+        - counts["delete ok"] - counts["slots removed by time off"] - counts["slots deleted by range"],
     }
     mismatches = [f"{key}: database {facts[key]}, successful calls say {value}"
                   for key, value in expected_facts.items() if facts[key] != value]

@@ -6,7 +6,11 @@
    (so each patient is told). Cancelled appointments of deleted slots keep
    their own copy of the times (slot_id becomes NULL), as with delete_slot().
    The DELETE re-checks status under each row lock, so a booking that commits
-   first keeps its slot (and is then listed as booked). */
+   first keeps its slot (and is then listed as booked). It deletes many rows,
+   so it takes the practitioner's exclusive lock (006) first: otherwise, while
+   it holds some deleted rows and waits for the lock of another, a concurrent
+   move onto the time of a row it deleted would wait for it inside the
+   exclusion check -- a deadlock. */
 CREATE OR REPLACE FUNCTION booking_api.delete_slots(
     p_actor_user_id   bigint,
     p_practitioner_id bigint,
@@ -34,6 +38,7 @@ BEGIN
             USING ERRCODE = 'MB400', DETAIL = format('from=%s to=%s', p_from, p_to),
                   HINT = 'Delete longer periods in several calls.';
     END IF;
+    PERFORM booking_lock_practitioner(p_practitioner_id, true);  -- see 006_booking_lock_practitioner.sql
     v_time_zone := booking_time_zone(p_practitioner_id);
     v_from := p_from::timestamp AT TIME ZONE v_time_zone;
     v_to := (p_to + 1)::timestamp AT TIME ZONE v_time_zone;
