@@ -7,6 +7,7 @@ together so the UPDATEs really race for the slot's row lock.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import psycopg
@@ -183,10 +184,12 @@ def test_publish_racing_bookings_and_itself(db, admin, world):
 
     def keep_booking(patient):
         def run(conn):
-            booked = 0
-            for _ in range(40):
+            booked, deadline = 0, time.monotonic() + 10
+            while booked < 5 and time.monotonic() < deadline:
                 free = conn.execute("SELECT id FROM list_slots(%s, %s, NULL, NULL, NULL, NULL, 'available', 5)",
                                     (patient, world.practitioner)).fetchall()
+                if not free:
+                    time.sleep(0.005)  # not published yet
                 for row in free:
                     try:
                         conn.execute("SELECT * FROM book_slot(%s, %s)", (patient, row["id"]))

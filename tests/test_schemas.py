@@ -284,7 +284,7 @@ def test_migrate_drops_functions_no_file_defines(db):
 def _defined_functions(text: str) -> set[str]:
     import re
 
-    return set(re.findall(r"CREATE OR REPLACE FUNCTION (\w+\.\w+)\(", text))
+    return set(re.findall(r"CREATE OR REPLACE (?:FUNCTION|PROCEDURE) (\w+\.\w+)\(", text))
 
 
 def test_migrate_gives_up_on_a_busy_table_and_retries(pg_server, monkeypatch, caplog):

@@ -52,8 +52,8 @@ DECLARE
     v_after_time timestamptz;
     v_after_id   bigint := 0;
     v_in_tail    boolean := false;
-    v_ids        bigint[] := '{}';
-    v_starts     timestamptz[] := '{}';
+    v_ids        bigint[] := '{}'::bigint[];
+    v_starts     timestamptz[] := '{}'::timestamptz[];
     v_walked     integer := 0;
     v_exhausted  boolean := true;
     v_want       integer;

@@ -13,10 +13,10 @@
    Takes the practitioner's exclusive lock, so a publish sees the old rule
    set or the new one, never half of each. */
 CREATE TYPE booking_api.schedule_rule AS (
-    weekday      smallint,
+    weekday      bigint,
     local_start  time,
     local_end    time,
-    slot_minutes smallint,
+    slot_minutes bigint,
     valid_from   date,
     valid_until  date
 );
@@ -40,12 +40,12 @@ DECLARE
     v_index    integer;
     v_key      text;
     v_value    jsonb;
-    v_weekdays smallint[] := '{}';
-    v_starts   time[] := '{}';
-    v_ends     time[] := '{}';
-    v_minutes  smallint[] := '{}';
-    v_froms    date[] := '{}';
-    v_untils   date[] := '{}';
+    v_weekdays bigint[] := '{}'::bigint[];
+    v_starts   time[] := '{}'::time[];
+    v_ends     time[] := '{}'::time[];
+    v_minutes  bigint[] := '{}'::bigint[];
+    v_froms    date[] := '{}'::date[];
+    v_untils   date[] := '{}'::date[];
     v_date     date;
     v_clash    record;
 BEGIN
@@ -77,7 +77,7 @@ BEGIN
             RAISE EXCEPTION 'rules[%].weekday must be an integer from 1 (Monday) to 7 (Sunday)', v_index
                 USING ERRCODE = 'MB400';
         END IF;
-        v_weekdays := v_weekdays || (v_value::text)::smallint;
+        v_weekdays := v_weekdays || (v_value::text)::bigint;
 
         FOREACH v_key IN ARRAY ARRAY['start', 'end'] LOOP
             v_value := v_rule -> v_key;
@@ -96,7 +96,7 @@ BEGIN
             RAISE EXCEPTION 'rules[%].slot_minutes must be an integer from 5 to 480', v_index
                 USING ERRCODE = 'MB400';
         END IF;
-        v_minutes := v_minutes || (v_value::text)::smallint;
+        v_minutes := v_minutes || (v_value::text)::bigint;
 
         FOREACH v_key IN ARRAY ARRAY['valid_from', 'valid_until'] LOOP
             v_value := v_rule -> v_key;

@@ -24,9 +24,8 @@ AS $$
 DECLARE
     v_now    timestamptz := booking_api.booking_now();
     v_count  integer := coalesce(cardinality(p_start_times), 0);
-    v_errors jsonb := '[]';
+    v_errors jsonb := '[]'::jsonb;
     v_first  text;
-    v_index  integer;
     v_state  text;
     v_text   text;
     r        record;

@@ -41,8 +41,8 @@ DECLARE
     v_now       timestamptz := booking_api.booking_now();
     v_status    text := coalesce(p_status, 'available');
     v_time_zone text;
-    v_from      timestamptz := '-infinity';
-    v_to        timestamptz := 'infinity';
+    v_from      timestamptz := '-infinity'::timestamptz;
+    v_to        timestamptz := 'infinity'::timestamptz;
     v_after     timestamptz;
     v_scope     jsonb;
 BEGIN

@@ -11,15 +11,16 @@
 --     listing but cannot forge a position in it.
 
 SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '60s';
 SET LOCAL ROLE medbook_owner;
 
 CREATE TABLE booking.schedule_rules (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     practitioner_id bigint NOT NULL REFERENCES public.practitioners (id) ON DELETE RESTRICT,
-    weekday         smallint NOT NULL,
+    weekday         bigint NOT NULL,
     local_start     time NOT NULL,
     local_end       time NOT NULL,
-    slot_minutes    smallint NOT NULL,
+    slot_minutes    bigint NOT NULL,
     valid_from      date,
     valid_until     date,
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -80,8 +81,14 @@ INSERT INTO booking.cursor_key (secret)
 VALUES (decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'));
 
 -- Serves the practitioner directory, which walks available slots in start order
--- (db/functions/059_list_practitioners.sql). IF NOT EXISTS: on a large table a DBA
--- can build it beforehand with CREATE INDEX CONCURRENTLY under this name.
+-- (db/functions/059_list_practitioners.sql). Built in this transaction, so slot
+-- writes wait while it builds: 3.7 s for 10 million slots on the reference
+-- machine (docs/PERFORMANCE.md); statement_timeout caps it at a minute. On a table
+-- too big for that, a DBA builds it first without blocking writes, under this
+-- name, and IF NOT EXISTS then skips it (docs/OPERATIONS.md):
+--   CREATE INDEX CONCURRENTLY availability_slots_available_by_time
+--       ON booking.availability_slots (start_time, practitioner_id) WHERE status = 'available';
+-- squawk-ignore require-concurrent-index-creation
 CREATE INDEX IF NOT EXISTS availability_slots_available_by_time
     ON booking.availability_slots (start_time, practitioner_id)
     WHERE status = 'available';
