@@ -1,10 +1,11 @@
-"""The medbook command: run, serve, migrate, token, demo, psql.
+"""The medbook command: run, serve, migrate, token, publish, demo, psql.
 
     medbook run       development: private PostgreSQL (unless DATABASE_URL), migrate,
                       demo data on first run, curl walkthrough, gunicorn on 127.0.0.1:8000
     medbook serve     production: gunicorn against DATABASE_URL (run migrate first)
     medbook migrate   apply pending migrations, then re-apply every db/functions/*.sql
     medbook token ID  print a development bearer token for users.id ID
+    medbook publish   publish every practitioner's weekly schedule --days N ahead (default 28)
     medbook demo      load the demo practitioner, patients and slots
     medbook psql      open psql on the database
 """
@@ -21,6 +22,8 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+
+import psycopg
 
 from . import auth, demo, schema
 
@@ -92,6 +95,9 @@ def walkthrough(people: demo.Demo, secret: str, base: str) -> str:
         f"export PRACTITIONER='Authorization: Bearer {practitioner}'",
         f"export PATIENT='Authorization: Bearer {patient}'",
         'curl -s "$BASE/v1/healthz"',
+        'curl -s -H "$PATIENT" "$BASE/v1/me"',
+        'curl -s -H "$PATIENT" "$BASE/v1/practitioners?specialty=physiotherapy'
+        '&available_on=$(date -u -d \'next monday\' +%F)&tz=Europe/London"',
         f'curl -s -H "$PATIENT" "$BASE/v1/practitioners/{pid}/slots"',
         f'curl -s -H "$PATIENT" "$BASE/v1/practitioners/{pid}/slots?date=$(date -u -d tomorrow +%F)&tz=Europe/London"',
         f'SLOT_ID=$(curl -s -H "$PATIENT" "$BASE/v1/practitioners/{pid}/slots" | {first_id})',
@@ -101,9 +107,13 @@ def walkthrough(people: demo.Demo, secret: str, base: str) -> str:
         "curl -s -X POST -H \"$PRACTITIONER\" -H 'Content-Type: application/json' "
         "-d '{\"reason\": \"clinic closed\"}' \"$BASE/v1/appointments/$APPOINTMENT_ID/cancel\"",
         "curl -s -X POST -H \"$PRACTITIONER\" -H 'Content-Type: application/json' "
-        "-d \"{\\\"start_time\\\": \\\"$(date -u -d '+9 days' +%F)T15:00:00Z\\\", "
-        "\\\"end_time\\\": \\\"$(date -u -d '+9 days' +%F)T15:45:00Z\\\"}\" "
+        "-d \"{\\\"start_time\\\": \\\"$(date -u -d '+9 days' +%F)T18:00:00Z\\\", "
+        "\\\"end_time\\\": \\\"$(date -u -d '+9 days' +%F)T18:45:00Z\\\"}\" "
         f'"$BASE/v1/practitioners/{pid}/slots"',
+        f'curl -s -H "$PRACTITIONER" "$BASE/v1/practitioners/{pid}/schedule"',
+        "curl -s -X POST -H \"$PRACTITIONER\" -H 'Content-Type: application/json' "
+        "-d \"{\\\"through\\\": \\\"$(date -u -d '+5 weeks' +%F)\\\"}\" "
+        f'"$BASE/v1/practitioners/{pid}/schedule/publish"',
         "",
     ])
 
@@ -153,6 +163,17 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publishes every practitioner's weekly schedule through their local today + --days."""
+    with psycopg.connect(database_url(), autocommit=True, prepare_threshold=None) as conn:
+        # A procedure that commits per practitioner: it must be called outside a transaction.
+        practitioners, created, skipped, failed = conn.execute(
+            "CALL booking_api.publish_all_schedules(%s)", (args.days,)).fetchone()
+    print(f"published {practitioners} practitioners {args.days} days ahead: {created} slots created, "
+          f"{skipped} skipped; {failed} failed")
+    return 1 if failed else 0
+
+
 def cmd_demo(_args: argparse.Namespace) -> int:
     url = database_url()
     schema.migrate(url)
@@ -188,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("user_id", type=int)
     token.add_argument("--hours", type=float, default=12.0)
     token.set_defaults(func=cmd_token)
+    publish = sub.add_parser("publish", help="publish every practitioner's weekly schedule --days ahead")
+    publish.add_argument("--days", type=int, default=28, help="through local today + DAYS (0-730, default 28)")
+    publish.set_defaults(func=cmd_publish)
     sub.add_parser("demo", help="load demo data").set_defaults(func=cmd_demo)
     psql = sub.add_parser("psql", help="psql on the booking database")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER)

@@ -1,12 +1,14 @@
-"""Demo data for a development server: one practitioner, two patients, a week of slots."""
+"""Demo data for a development server: one practitioner with a weekly schedule published four weeks
+ahead, and two patients."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from .db import prepare_threshold
 
@@ -52,8 +54,18 @@ def find(conninfo: str) -> Demo | None:
     return Demo(*row) if row else None
 
 
-def load(conninfo: str, *, days: int = 7) -> Demo:
-    """Creates the demo people (once) and 30-minute slots 09:00-12:00 London time for the coming days."""
+# The demo practitioner's week: Monday to Friday, 09:00-12:00 and 13:00-17:00 London time,
+# 30-minute slots; published four weeks ahead, the way a practice would.
+WEEKLY_RULES = [{"weekday": day, "start": start, "end": end, "slot_minutes": 30}
+                for day in range(1, 6) for start, end in (("09:00", "12:00"), ("13:00", "17:00"))]
+PUBLISH_DAYS = 28
+
+
+def load(conninfo: str, *, days: int = PUBLISH_DAYS) -> Demo:
+    """Creates the demo people (once), sets the practitioner's weekly schedule and publishes it `days` ahead.
+
+    Publishing is idempotent, so loading again only adds the days that came into the horizon.
+    """
     with psycopg.connect(conninfo, prepare_threshold=prepare_threshold()) as conn:
         practitioner_user = _user(conn, PRACTITIONER_EMAIL, "Ada Okafor", "practitioner")
         conn.execute(
@@ -68,23 +80,10 @@ def load(conninfo: str, *, days: int = 7) -> Demo:
         other_id = _patient(conn, other_user)
         conn.execute("SELECT booking_api.set_booking_settings(%s, %s, %s, NULL)",
                      (practitioner_user, practitioner_id, TIME_ZONE))
-
-        zone = ZoneInfo(TIME_ZONE)
+        conn.execute("SELECT * FROM booking_api.set_schedule(%s, %s, %s)",
+                     (practitioner_user, practitioner_id, Jsonb(WEEKLY_RULES)))
         now = conn.execute("SELECT booking_api.booking_now()").fetchone()[0]
-        today = now.astimezone(zone).date()
-        for day in range(1, days + 1):
-            local_day = today + timedelta(days=day)
-            for start in _day_starts(local_day, zone):
-                if start <= now:
-                    continue
-                if conn.execute("SELECT 1 FROM booking.availability_slots WHERE practitioner_id = %s "
-                                "AND start_time = %s", (practitioner_id, start)).fetchone():
-                    continue
-                conn.execute("SELECT booking_api.create_slot(%s, %s, %s, %s)",
-                             (practitioner_user, practitioner_id, start, start + timedelta(minutes=30)))
+        through = now.astimezone(ZoneInfo(TIME_ZONE)).date() + timedelta(days=days)
+        conn.execute("SELECT * FROM booking_api.publish_schedule(%s, %s, %s)",
+                     (practitioner_user, practitioner_id, through))
     return Demo(practitioner_user, practitioner_id, patient_user, patient_id, other_user, other_id)
-
-
-def _day_starts(local_day: date, zone: ZoneInfo) -> list[datetime]:
-    first = datetime.combine(local_day, time(9, 0), tzinfo=zone)
-    return [first + timedelta(minutes=30 * i) for i in range(6)]

@@ -15,6 +15,8 @@ import pytest
 from conftest import NOW, invariant_violations, make_slot, set_clock, sqlstate
 from psycopg.types.json import Jsonb
 
+from api import cli, demo
+
 MONDAY = {"weekday": 1, "start": "09:00", "end": "17:00", "slot_minutes": 30}
 
 
@@ -323,3 +325,28 @@ def test_rules_and_publishing_leave_reports_and_invariants_sound(api_conn, admin
     set_clock(admin, NOW + timedelta(days=7, hours=2))
     assert publish(api_conn, world.practitioner_user, world.practitioner, date(2027, 3, 8))["created"] == 0
     assert invariant_violations(admin) == []
+
+
+def test_medbook_publish_runs_the_nightly_publish(db, admin, api_conn, world, monkeypatch, capsys):
+    set_schedule(api_conn, world.practitioner_user, world.practitioner, [MONDAY])
+    monkeypatch.setenv("DATABASE_URL", db)
+    assert cli.main(["publish", "--days", "7"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "published 1 practitioners 7 days ahead: 25 slots created, 7 skipped; 0 failed")
+    assert cli.main(["publish", "--days", "7"]) == 0
+    assert "0 slots created, 32 skipped" in capsys.readouterr().out
+
+
+def test_the_demo_practitioner_works_a_published_week(db, admin):
+    people = demo.load(db)
+    rules = admin.execute("SELECT count(*) AS n FROM booking.schedule_rules WHERE practitioner_id = %s",
+                          (people.practitioner_id,)).fetchone()["n"]
+    assert rules == 10  # Monday to Friday, morning and afternoon
+    slots = admin.execute("SELECT count(*) AS n, max(start_time) AS last FROM booking.availability_slots "
+                          "WHERE practitioner_id = %s", (people.practitioner_id,)).fetchone()
+    # London, from Monday 1 March 2027 12:00 GMT through Monday 29 March: that afternoon's 8 slots,
+    # then 20 weekdays of 14 (6 in the morning, 8 in the afternoon); the clocks go forward on the 28th.
+    assert slots["n"] == 8 + 20 * 14
+    assert slots["last"] == datetime(2027, 3, 29, 15, 30, tzinfo=UTC)  # 16:30 BST
+    assert demo.load(db) == people
+    assert admin.execute("SELECT count(*) AS n FROM booking.availability_slots").fetchone()["n"] == slots["n"]
