@@ -8,6 +8,7 @@ same server, so the ratios mean something on a noisy, shared machine:
   3. booking_api.cancel_appointment() the same way;
   4. booking_api.list_available_slots() for one practitioner and date: p50, p99 and the plan;
   5. one hot slot: many clients released together, exactly one winner per round;
+  5b. the practitioner directory (booking_api.list_practitioners): latency per filter, and its plans;
   6. HTTP: the real app under gunicorn (authentication on), driven by wrk, against a
      bare Flask endpoint calling the same function and a direct book_slot run just before;
   7. resident memory of a gunicorn worker after the HTTP run.
@@ -46,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project, 
 from stages.common import BENCH, FULL, ROOT, SMOKE, Sizes, bench_database, libpq_env, log, pg_binary
 from stages.data import load_data, prebook
 from stages.direct import cancel_runs, direct_runs, list_latency, list_plan
+from stages.directory import directory_stage
 from stages.hot_slot import hot_slot
 from stages.http import http_runs
 from stages.report import goals, plot, ratios_within_run, report, summarise
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         hot = asyncio.run(hot_slot(conninfo, sizes, cursor))
         cursor += sizes.hot_rounds
 
+        log("practitioner directory")
+        directory = directory_stage(conninfo, sizes)
+
         http: dict[str, Any] = {"skipped": "--no-http"}
         if not args.no_http:
             log("HTTP: real app and bare app under gunicorn, wrk")
@@ -139,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "list_available_slots": listing,
         "hot_slot": hot,
+        "directory": directory,
     }
     if "skipped" in http:
         results["http"] = http

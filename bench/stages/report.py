@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import log, median
+from .directory import report_lines as directory_report
 
 
 def summarise(runs: dict[int, list[dict]], key: str) -> dict[str, float]:
@@ -61,6 +62,8 @@ def report(results: dict[str, Any]) -> str:
         lines.append(f"HTTP errors (all kinds): {h['errors']}; of them non-2xx responses: {h['non_2xx']}")
         mib = [r / 2**20 for r in h["worker_rss_bytes"]]
         lines.append(f"gunicorn worker RSS after the HTTP run: {', '.join(f'{m:.1f}' for m in mib)} MiB")
+    if "directory" in results:
+        lines += directory_report(results["directory"])
     lines += ["", "goals:"]
     for goal in results["goals"]:
         lines.append(f"  {'met ' if goal['met'] else 'MISSED'}  {goal['name']}: {goal['measured']} "
@@ -84,6 +87,16 @@ def goals(results: dict[str, Any], at: str) -> list[dict[str, Any]]:
                 "measured": f"{hs['rounds_without_exactly_one_winner']} bad rounds, "
                             f"{sum(hs['other_errors'].values())} other errors",
                 "goal": "0 and 0", "met": hs["rounds_without_exactly_one_winner"] == 0 and not hs["other_errors"]})
+    if "directory" in results:
+        cases, plans = results["directory"]["cases"], results["directory"]["plans"]
+        walk, fallback = cases["no filter"], cases["rare specialty (fallback)"]
+        out.append({"name": "directory first page p99, no filter (the walk)", "measured": f"{walk['p99_ms']:.2f} ms",
+                    "goal": "< 5 ms", "met": walk["p99_ms"] < 5.0})
+        out.append({"name": "directory first page p99, rare specialty (the fallback)",
+                    "measured": f"{fallback['p99_ms']:.2f} ms", "goal": "< 100 ms", "met": fallback["p99_ms"] < 100.0})
+        seq = [name for name, plan in plans.items() if isinstance(plan, dict) and plan["seq_scan_on_slots"]]
+        out.append({"name": "directory plans: no seq scan on availability_slots",
+                    "measured": f"seq scan in {seq}" if seq else "none", "goal": "none", "met": not seq})
     if "skipped" not in h:
         # The real app's responses; the bare app is a yardstick with no error handling.
         non_2xx = h["non_2xx"]["http_book"] + h["non_2xx"]["http_slots"]

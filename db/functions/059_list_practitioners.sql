@@ -13,13 +13,15 @@
    from the cursor's position and keeps a slot only if it is its
    practitioner's first available future slot (one probe of
    availability_slots_available_by_start) and the practitioner passes the
-   filters (a primary-key lookup, one more probe for the date): the walk meets
+   filters (a primary-key lookup first, one more probe for the date): the walk meets
    practitioners exactly in directory order, and a page costs about one probe
-   per slot walked. The walk stops after 2,000 slots; if the page is not full
+   per slot walked. The walk stops after 1,000 slots; if the page is not full
    by then (a rare specialty, a date few practitioners work) the second phase
    takes the candidates instead -- the practitioners of that specialty, or
    the ones with an available slot in the date's window (a range scan of just
-   that window) -- probes each once and sorts them. Practitioners with
+   that window) -- probes each once and sorts them. A date on which nobody
+   has anything available (in any zone's reading of it) is answered by one
+   probe of that window before any walk. Practitioners with
    nothing available come last, by id, from the practitioners' primary key.
    All phases run in one snapshot (STABLE) and produce the same order, so a
    listing may switch between them from one page to the next.
@@ -74,27 +76,36 @@ BEGIN
         v_in_tail := v_after_time IS NULL;
     END IF;
 
+    IF p_available_on IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM availability_slots w
+             WHERE w.status = 'available' AND w.end_time > w.start_time AND w.start_time > v_now
+               AND w.start_time >= (p_available_on::timestamp - interval '14 hours') AT TIME ZONE 'UTC'
+               AND w.start_time < (p_available_on::timestamp + interval '36 hours') AT TIME ZONE 'UTC') THEN
+        RETURN;  -- nobody has anything available that day, in any zone: one index probe says so
+    END IF;
+
     IF NOT v_in_tail THEN
         -- Phase 1: walk available future slots in start order, from the cursor.
         FOR r IN
             SELECT s.start_time, s.practitioner_id
               FROM availability_slots s
-             WHERE s.status = 'available' AND s.start_time > v_now
+             WHERE s.status = 'available' AND s.end_time > s.start_time  -- the index's private clause (0006)
+               AND s.start_time > v_now
                AND (s.start_time, s.practitioner_id) > (coalesce(v_after_time, v_now), v_after_id)
              ORDER BY s.start_time, s.practitioner_id
         LOOP
             v_walked := v_walked + 1;
-            IF v_walked > 2000 THEN
+            IF v_walked > 1000 THEN
                 v_exhausted := false;
                 EXIT;
             END IF;
+            CONTINUE WHEN v_specialty IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM public.practitioners pr
+                 WHERE pr.id = r.practitioner_id AND lower(pr.specialty) = v_specialty);
             CONTINUE WHEN EXISTS (
                 SELECT 1 FROM availability_slots x
                  WHERE x.practitioner_id = r.practitioner_id AND x.status = 'available'
                    AND x.start_time > v_now AND x.start_time < r.start_time);
-            CONTINUE WHEN v_specialty IS NOT NULL AND NOT EXISTS (
-                SELECT 1 FROM public.practitioners pr
-                 WHERE pr.id = r.practitioner_id AND lower(pr.specialty) = v_specialty);
             CONTINUE WHEN p_available_on IS NOT NULL
                 AND NOT booking_available_on(r.practitioner_id, p_available_on, v_zone, v_now);
             v_ids := v_ids || r.practitioner_id;
@@ -107,26 +118,22 @@ BEGIN
             SELECT coalesce(array_agg(c.id ORDER BY c.next_start, c.id), '{}'),
                    coalesce(array_agg(c.next_start ORDER BY c.next_start, c.id), '{}')
               INTO v_ids, v_starts
-              FROM (SELECT n.id, n.next_start
-                      FROM (SELECT pr.id::bigint AS id,
-                                   (SELECT s.start_time FROM availability_slots s
-                                     WHERE s.practitioner_id = pr.id AND s.status = 'available'
-                                       AND s.start_time > v_now
-                                     ORDER BY s.start_time LIMIT 1) AS next_start
-                              FROM public.practitioners pr
-                             WHERE (v_specialty IS NULL OR lower(pr.specialty) = v_specialty)
-                               AND (p_available_on IS NULL OR pr.id IN (
-                                     SELECT w.practitioner_id FROM availability_slots w
-                                      WHERE w.status = 'available'
-                                        AND w.start_time >= (p_available_on::timestamp - interval '14 hours')
-                                                            AT TIME ZONE 'UTC'
-                                        AND w.start_time < (p_available_on::timestamp + interval '36 hours')
-                                                           AT TIME ZONE 'UTC'
-                                        AND w.start_time > v_now))) n
-                     WHERE n.next_start IS NOT NULL
-                       AND (n.next_start, n.id) > (coalesce(v_after_time, v_now), v_after_id)
-                       AND (p_available_on IS NULL OR booking_available_on(n.id, p_available_on, v_zone, v_now))
-                     ORDER BY n.next_start, n.id
+              FROM (SELECT pr.id::bigint AS id, nx.start_time AS next_start
+                      FROM public.practitioners pr
+                     CROSS JOIN LATERAL (
+                           SELECT s.start_time FROM availability_slots s
+                            WHERE s.practitioner_id = pr.id AND s.status = 'available' AND s.start_time > v_now
+                            ORDER BY s.start_time LIMIT 1) nx
+                     WHERE (v_specialty IS NULL OR lower(pr.specialty) = v_specialty)
+                       AND (p_available_on IS NULL OR pr.id IN (
+                             SELECT w.practitioner_id FROM availability_slots w
+                              WHERE w.status = 'available' AND w.end_time > w.start_time
+                                AND w.start_time >= (p_available_on::timestamp - interval '14 hours') AT TIME ZONE 'UTC'
+                                AND w.start_time < (p_available_on::timestamp + interval '36 hours') AT TIME ZONE 'UTC'
+                                AND w.start_time > v_now))
+                       AND (nx.start_time, pr.id::bigint) > (coalesce(v_after_time, v_now), v_after_id)
+                       AND (p_available_on IS NULL OR booking_available_on(pr.id, p_available_on, v_zone, v_now))
+                     ORDER BY nx.start_time, pr.id
                      LIMIT v_want) c;
             v_exhausted := cardinality(v_ids) < v_want;
         END IF;

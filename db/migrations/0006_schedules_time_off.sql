@@ -81,17 +81,26 @@ INSERT INTO booking.cursor_key (secret)
 VALUES (decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'));
 
 -- Serves the practitioner directory, which walks available slots in start order
--- (db/functions/059_list_practitioners.sql). Built in this transaction, so slot
--- writes wait while it builds: 3.7 s for 10 million slots on the reference
--- machine (docs/PERFORMANCE.md); statement_timeout caps it at a minute. On a table
--- too big for that, a DBA builds it first without blocking writes, under this
--- name, and IF NOT EXISTS then skips it (docs/OPERATIONS.md):
+-- (db/functions/059_list_practitioners.sql), and nothing else. Its predicate has a
+-- clause only the walk states (end_time > start_time, always true by
+-- availability_slots_valid_range): a planner may use a partial index only for a
+-- query whose WHERE implies the predicate, so no per-practitioner query ("this
+-- practitioner's slots between two instants") can pick it over
+-- availability_slots_available_by_start and scan every practitioner's slots in
+-- that interval instead.
+--
+-- Built in this transaction, so slot writes wait while it builds: 3.7 s for 10
+-- million slots on the reference machine (docs/PERFORMANCE.md); statement_timeout
+-- caps it at a minute. On a table too big for that, a DBA builds it first without
+-- blocking writes, under this name, and IF NOT EXISTS then skips it
+-- (docs/OPERATIONS.md):
 --   CREATE INDEX CONCURRENTLY availability_slots_available_by_time
---       ON booking.availability_slots (start_time, practitioner_id) WHERE status = 'available';
+--       ON booking.availability_slots (start_time, practitioner_id)
+--       WHERE status = 'available' AND end_time > start_time;
 -- squawk-ignore require-concurrent-index-creation
 CREATE INDEX IF NOT EXISTS availability_slots_available_by_time
     ON booking.availability_slots (start_time, practitioner_id)
-    WHERE status = 'available';
+    WHERE status = 'available' AND end_time > start_time;
 
 REVOKE ALL ON booking.schedule_rules, booking.time_off_periods, booking.cursor_key FROM PUBLIC;
 
