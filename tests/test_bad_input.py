@@ -542,6 +542,7 @@ def test_bad_ranges_cursors_and_directory_queries(client, admin, scene):
     cases = [("available_on=2027-02-30", 400, "validation_error"), ("available_on=2027-3-1", 400, "validation_error"),
              ("available_on=2027-03-01&tz=Mars/Base", 400, "validation_error"),
              ("tz=Nowhere/Land", 400, "validation_error"), ("specialty=" + "x" * 201, 400, "validation_error"),
+             ("specialty=", 400, "validation_error"),
              ("specialty=%00", 400, "validation_error"), ("specialty=a&specialty=b", 400, "validation_error"),
              ("limit=0", 400, "validation_error"), ("limit=501", 400, "validation_error"),
              ("limit=ten", 400, "validation_error"), ("page=2", 400, "validation_error"),

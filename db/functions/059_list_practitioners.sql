@@ -63,8 +63,9 @@ DECLARE
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     PERFORM booking_require_limit(p_limit);
-    IF char_length(p_specialty) > 200 THEN
-        RAISE EXCEPTION 'specialty is longer than 200 characters' USING ERRCODE = 'MB400';
+    IF char_length(p_specialty) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'specialty must be 1 to 200 characters' USING ERRCODE = 'MB400',
+              HINT = 'Leave specialty out to list every specialty.';
     END IF;
     IF p_time_zone IS NOT NULL THEN
         v_zone := booking_time_zone(NULL, p_time_zone);

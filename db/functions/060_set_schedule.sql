@@ -72,12 +72,14 @@ BEGIN
             END IF;
         END LOOP;
 
+        -- Integers as JSON Schema counts them: 3 and 3.0 alike, not 3.5.
         v_value := v_rule -> 'weekday';
-        IF v_value IS NULL OR jsonb_typeof(v_value) <> 'number' OR v_value::text !~ '^[1-7]$' THEN
+        IF v_value IS NULL OR jsonb_typeof(v_value) <> 'number' OR (v_value::text)::numeric NOT BETWEEN 1 AND 7
+           OR (v_value::text)::numeric <> trunc((v_value::text)::numeric) THEN
             RAISE EXCEPTION 'rules[%].weekday must be an integer from 1 (Monday) to 7 (Sunday)', v_index
                 USING ERRCODE = 'MB400';
         END IF;
-        v_weekdays := v_weekdays || (v_value::text)::bigint;
+        v_weekdays := v_weekdays || (v_value::text)::numeric::bigint;
 
         FOREACH v_key IN ARRAY ARRAY['start', 'end'] LOOP
             v_value := v_rule -> v_key;
@@ -91,12 +93,12 @@ BEGIN
         v_ends := v_ends || (v_rule ->> 'end')::time;
 
         v_value := v_rule -> 'slot_minutes';
-        IF v_value IS NULL OR jsonb_typeof(v_value) <> 'number' OR v_value::text !~ '^[0-9]{1,3}$'
-           OR (v_value::text)::integer NOT BETWEEN 5 AND 480 THEN
+        IF v_value IS NULL OR jsonb_typeof(v_value) <> 'number' OR (v_value::text)::numeric NOT BETWEEN 5 AND 480
+           OR (v_value::text)::numeric <> trunc((v_value::text)::numeric) THEN
             RAISE EXCEPTION 'rules[%].slot_minutes must be an integer from 5 to 480', v_index
                 USING ERRCODE = 'MB400';
         END IF;
-        v_minutes := v_minutes || (v_value::text)::bigint;
+        v_minutes := v_minutes || (v_value::text)::numeric::bigint;
 
         FOREACH v_key IN ARRAY ARRAY['valid_from', 'valid_until'] LOOP
             v_value := v_rule -> v_key;
