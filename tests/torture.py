@@ -172,7 +172,7 @@ def worker(conninfo: str, people: People, seconds: float, seed: int) -> Result:
             function, args = call
             placeholders = ", ".join(["%s"] * len(args))
             try:
-                rows = api.execute(f"SELECT * FROM {function}({placeholders})", args).fetchall()
+                rows = api.execute(f"SELECT * FROM booking_api.{function}({placeholders})", args).fetchall()
                 result.counts[f"{op} ok"] += 1
                 # Slots made and removed, for the ledger.
                 if op == "bulk":
