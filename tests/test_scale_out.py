@@ -54,7 +54,7 @@ def instances(api_route: dict, tmp_path) -> Iterator[list[str]]:
                 try:
                     if requests.get(f"{base}/v1/healthz", timeout=2).status_code == 200:
                         break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):  # starting, or a loaded machine
                     pass
                 assert time.monotonic() < deadline, "an instance did not become healthy"
                 time.sleep(0.2)
