@@ -140,3 +140,54 @@ def test_tokens_in_use_are_accepted(client, seeded):
     for token in tokens:
         assert client.get("/v1/slots/999999999", headers={"Authorization": token}).status_code == 404
 
+
+
+def test_stateful_flows_follow_the_links(app, seeded):
+    """schemathesis's stateful phase: chains calls through the document's links (create slot ->
+    read, move, delete, book it; book -> read, cancel), with the caller each operation needs."""
+    from hypothesis.stateful import run_state_machine_as_test
+    from schemathesis.checks import ensure_resource_availability, use_after_free
+
+    ids, tokens = seeded
+    practitioner, patient = tokens[0], tokens[2]
+    schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", app)
+    followed: dict[str, int] = {}
+    created: dict[str, set] = {"slot": set(), "appointment": set()}
+    counter = iter(range(10**6))
+
+    class Flows(schema.as_state_machine()):
+        def before_call(self, case):
+            path, method = case.operation.path, case.method.upper()
+            token = patient if (path, method) in PATIENT_OPERATIONS else practitioner
+            case.headers = {**(case.headers or {}), "Authorization": token}
+            for name in ("practitioner_id", "patient_id"):  # never linked: the callers' own
+                if name in (case.path_parameters or {}):
+                    case.path_parameters[name] = ids[name][0]
+            if isinstance(case.body, dict) and "start_time" in case.body:
+                start = NOW + timedelta(days=5, minutes=30 * next(counter))  # free, future, distinct
+                case.body["start_time"] = start.isoformat()
+                case.body["end_time"] = (start + timedelta(minutes=30)).isoformat()
+
+        def after_call(self, response, case):
+            path = case.operation.path
+            ids = case.path_parameters or {}
+            if response.status_code == 201:
+                kind = "slot" if path.endswith("/slots") else "appointment"
+                created[kind].add(response.json()["id"])
+            if ids.get("slot_id") in created["slot"] or ids.get("appointment_id") in created["appointment"]:
+                key = f"{case.method.upper()} {path} {response.status_code}"
+                followed[key] = followed.get(key, 0) + 1
+            if case.body and isinstance(case.body, dict) and case.body.get("slot_id") in created["slot"]:
+                key = f"{case.method.upper()} {path} {response.status_code}"
+                followed[key] = followed.get(key, 0) + 1
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=[*CHECKS[:-1], use_after_free, ensure_resource_availability])
+
+    run_state_machine_as_test(Flows, settings=settings(
+        max_examples=max(EXAMPLES, 10), stateful_step_count=8, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck)))
+    print("calls on resources created in the same scenario:", dict(sorted(followed.items())))
+    assert created["slot"], "no slot was created"
+    chained = {key.rsplit(" ", 1)[0] for key in followed}
+    assert chained & {"GET /v1/slots/{slot_id}", "PATCH /v1/slots/{slot_id}", "DELETE /v1/slots/{slot_id}"}, followed
