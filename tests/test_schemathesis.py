@@ -172,8 +172,13 @@ def test_stateful_flows_follow_the_links(app, seeded):
             path = case.operation.path
             ids = case.path_parameters or {}
             if response.status_code == 201:
-                kind = "slot" if path.endswith("/slots") else "appointment"
-                created[kind].add(response.json()["id"])
+                body = response.json()
+                if path.endswith("/slots"):
+                    created["slot"].add(body["id"])
+                elif path.endswith("/slots/bulk"):
+                    created["slot"].update(slot["id"] for slot in body["data"])
+                elif path.startswith("/v1/appointments"):
+                    created["appointment"].add(body["id"])
             if ids.get("slot_id") in created["slot"] or ids.get("appointment_id") in created["appointment"]:
                 key = f"{case.method.upper()} {path} {response.status_code}"
                 followed[key] = followed.get(key, 0) + 1
