@@ -36,25 +36,30 @@ def key() -> str | None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the booking function returned (a row, or its stored JSON), and whether it is a replay."""
+    """What the booking function returned (a row, or its stored JSON; rows for a set-returning
+    function), and whether it is a replay."""
 
-    row: dict[str, Any]
+    row: Any
     replayed: bool
 
 
 def _json(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_json(item) for item in value]
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def perform(operation: str, user_id: int, idempotency_key: str | None, **arguments: Any) -> Outcome:
+def perform(operation: str, user_id: int, idempotency_key: str | None, *, many: bool = False,
+            **arguments: Any) -> Outcome:
     """Runs the booking function `operation`; with a key, at most once, through perform_idempotently().
 
     The keyword arguments are the function's parameters after the acting user, in order,
-    named as in SQL without the p_ prefix.
+    named as in SQL without the p_ prefix. many=True: the function returns a set of rows.
     """
     db = current_app.extensions["medbook_db"]
     if idempotency_key is None:
-        return Outcome(db.call_one(operation, user_id, *arguments.values()), False)
+        call = db.call if many else db.call_one
+        return Outcome(call(operation, user_id, *arguments.values()), False)
     row = db.call_one("perform_idempotently", user_id, idempotency_key, operation,
                       Jsonb({name: _json(value) for name, value in arguments.items()}))
     if row["error_sqlstate"]:

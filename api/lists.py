@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app
 
 from . import cursors, parse, resources
+from .errors import ApiError
 
 STATUSES = ("upcoming", "past", "cancelled", "all")
 LIMIT_MAX = 100
@@ -20,7 +21,11 @@ def appointment_page(function: str, user_id: int, owner_id: int, scope: str) -> 
     """
     args = parse.query_args({"status", "limit", "cursor"})
     status = parse.query_choice(args.get("status"), "status", STATUSES) or "upcoming"
-    limit = parse.query_int(args.get("limit"), "limit", 1, LIMIT_MAX) or LIMIT_MAX
+    limit = parse.query_int(args.get("limit"), "limit")
+    if limit is None:
+        limit = LIMIT_MAX
+    elif not 1 <= limit <= LIMIT_MAX:
+        raise ApiError(400, f"limit must be an integer from 1 to {LIMIT_MAX}")
     after_start, after_id = None, None
     if "cursor" in args:
         after_start, after_id = cursors.decode(args["cursor"], f"{scope}:{owner_id}", status)

@@ -61,17 +61,19 @@ def create_slots(practitioner_id: str):
     """Publish 1 to 500 slots at once, all or nothing (201); every failing item is reported."""
     user_id = current_user_id()
     pid = parse.path_id(practitioner_id, "practitioner_id")
+    key = idempotency.key()
     body = parse.json_body({"slots"}, frozenset({"slots"}))
     items = parse.body_objects(body, "slots")
     errors = parse.item_errors_of_times(items, ("start_time", "end_time"))
     if errors:
         raise ApiError(400, f"{len(errors)} of {len(items)} slots cannot be read; nothing was created.",
                        errors=errors)
-    rows = _db().call("create_slots", user_id, pid, [parse.body_time(i, "start_time") for i in items],
-                      [parse.body_time(i, "end_time") for i in items])
-    response = jsonify({"data": [resources.slot(row) for row in rows]})
+    outcome = idempotency.perform("create_slots", user_id, key, many=True, practitioner_id=pid,
+                                  start_times=[parse.body_time(i, "start_time") for i in items],
+                                  end_times=[parse.body_time(i, "end_time") for i in items])
+    response = jsonify({"data": [resources.slot(row) for row in outcome.row]})
     response.status_code = 201
-    return response
+    return idempotency.mark(response, outcome.replayed)
 
 
 @bp.delete("/practitioners/<practitioner_id>/slots")

@@ -456,3 +456,39 @@ def test_http_keys_of_another_patient_do_not_collide(client, admin, world):
     assert "Idempotent-Replayed" not in b.headers
     assert third  # a third patient exists and has no keys
     assert count(admin, "idempotency_keys") == 2
+
+
+# The bulk create (POST /v1/practitioners/{id}/slots/bulk) ---------------------------
+
+def bulk_body(*starts) -> dict:
+    return {"slots": [{"start_time": iso(start), "end_time": iso(start + timedelta(minutes=30))} for start in starts]}
+
+
+def test_bulk_create_is_executed_once_and_replayed(client, admin, world):
+    path = f"/v1/practitioners/{world.practitioner}/slots/bulk"
+    body = bulk_body(NOW + timedelta(days=2), NOW + timedelta(days=2, hours=1))
+    first = post(client, path, world.practitioner_user, body, "bulk-1")
+    retry = post(client, path, world.practitioner_user, body, "bulk-1")
+    assert (first.status_code, retry.status_code) == (201, 201)
+    assert retry.get_json() == first.get_json() and len(first.get_json()["data"]) == 2
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert count(admin, "availability_slots") == 2
+    # Another list under the same key is another request.
+    assert_problem(post(client, path, world.practitioner_user, bulk_body(NOW + timedelta(days=3)), "bulk-1"),
+                   422, "idempotency_key_reused")
+
+
+def test_bulk_refusal_is_replayed_with_its_item_errors(client, admin, world):
+    path = f"/v1/practitioners/{world.practitioner}/slots/bulk"
+    make_slot(admin, world, NOW + timedelta(days=2))
+    body = bulk_body(NOW + timedelta(days=4), NOW + timedelta(days=2), NOW - timedelta(hours=3))
+    first = post(client, path, world.practitioner_user, body, "bulk-2")
+    problem = first.get_json()
+    assert first.status_code in (409, 422) and len(problem["errors"]) == 2
+    retry = post(client, path, world.practitioner_user, body, "bulk-2")
+    assert retry.status_code == first.status_code and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.get_json()["errors"] == problem["errors"]
+    assert retry.get_json()["code"] == problem["code"]
+    assert count(admin, "availability_slots") == 1
+    stored = admin.execute("SELECT error_detail FROM booking.idempotency_keys").fetchone()["error_detail"]
+    assert stored.startswith("[{")

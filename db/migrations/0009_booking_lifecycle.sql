@@ -303,6 +303,7 @@ CREATE TABLE booking.idempotency_keys (
     error_sqlstate  text,
     error_message   text,
     error_hint      text,
+    error_detail    text,
     created_at      timestamptz NOT NULL,
     expires_at      timestamptz NOT NULL,
     PRIMARY KEY (user_id, idempotency_key),
@@ -321,6 +322,8 @@ COMMENT ON COLUMN booking.idempotency_keys.request_digest IS
     'SHA-256 of the operation and its arguments; a retry must match it (else idempotency_key_reused).';
 COMMENT ON COLUMN booking.idempotency_keys.result IS
     'The function''s result as JSON when it succeeded; NULL when it refused the request.';
+COMMENT ON COLUMN booking.idempotency_keys.error_detail IS
+    'The refusal''s DETAIL when it lists per-item errors (create_slots), which the API returns as "errors".';
 COMMENT ON COLUMN booking.idempotency_keys.error_sqlstate IS
     'The booking rule''s SQLSTATE (class MB, a 4xx) when the function refused the request. Server errors are never stored.';
 CREATE INDEX idempotency_keys_by_expiry ON booking.idempotency_keys (expires_at);
