@@ -101,9 +101,13 @@ def walkthrough(people: demo.Demo, secret: str, base: str) -> str:
         f'curl -s -H "$PATIENT" "$BASE/v1/practitioners/{pid}/slots"',
         f'curl -s -H "$PATIENT" "$BASE/v1/practitioners/{pid}/slots?date=$(date -u -d tomorrow +%F)&tz=Europe/London"',
         f'SLOT_ID=$(curl -s -H "$PATIENT" "$BASE/v1/practitioners/{pid}/slots" | {first_id})',
-        "APPOINTMENT_ID=$(curl -s -X POST -H \"$PATIENT\" -H 'Content-Type: application/json' "
+        "KEY=$(python3 -c 'import uuid; print(uuid.uuid4())')",
+        "APPOINTMENT_ID=$(curl -s -X POST -H \"$PATIENT\" -H \"Idempotency-Key: $KEY\" "
+        "-H 'Content-Type: application/json' "
         f'-d "{{\\"slot_id\\": $SLOT_ID}}" "$BASE/v1/appointments" | {own_id})',
-        f'curl -s -H "$PATIENT" "$BASE/v1/patients/{people.patient_id}/appointments"',
+        "curl -s -i -X POST -H \"$PATIENT\" -H \"Idempotency-Key: $KEY\" -H 'Content-Type: application/json' "
+        '-d "{\\"slot_id\\": $SLOT_ID}" "$BASE/v1/appointments"   # a retry: the same appointment, replayed',
+        f'curl -s -H "$PATIENT" "$BASE/v1/patients/{people.patient_id}/appointments?status=all&limit=10"',
         "curl -s -X POST -H \"$PRACTITIONER\" -H 'Content-Type: application/json' "
         "-d '{\"reason\": \"clinic closed\"}' \"$BASE/v1/appointments/$APPOINTMENT_ID/cancel\"",
         "curl -s -X POST -H \"$PRACTITIONER\" -H 'Content-Type: application/json' "

@@ -20,6 +20,8 @@ log = logging.getLogger("medbook.api")
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "2"
+# A request with the same idempotency key is still running: it is worth asking again soon.
+IN_USE_RETRY_AFTER_SECONDS = "1"
 
 # SQLSTATE -> (HTTP status, code). The registry of the booking rules.
 SQLSTATES: dict[str, tuple[int, str]] = {
@@ -36,6 +38,11 @@ SQLSTATES: dict[str, tuple[int, str]] = {
     "MBA02": (422, "cancellation_window_closed"),
     "MBV01": (422, "invalid_schedule"),
     "MBC01": (400, "invalid_cursor"),
+    "MBA03": (422, "appointment_not_started"),
+    "MBA04": (422, "invalid_reschedule"),
+    "MBI01": (422, "idempotency_key_reused"),
+    "MBI02": (409, "idempotency_key_in_use"),
+    "MBP01": (412, "precondition_failed"),
     # Built-in states a client can provoke through the functions.
     "23P01": (409, "slot_overlap"),
     "23505": (409, "conflict"),
@@ -52,6 +59,7 @@ TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    412: "Precondition Failed",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
@@ -70,6 +78,22 @@ HTTP_CODES = {
     500: "internal_error",
     503: "service_unavailable",
 }
+
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class StoredRefusalError(Exception):
+    """A booking rule's refusal (SQLSTATE class MB) returned, not raised, by perform_idempotently()."""
+
+    def __init__(self, sqlstate: str, message: str, hint: str | None, detail: str | None,
+                 replayed: bool) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+        self.hint = hint
+        self.detail = detail
+        self.replayed = replayed
 
 
 class ApiError(Exception):
@@ -101,20 +125,33 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> Response:
         response.headers["WWW-Authenticate"] = 'Bearer realm="medbook"'
     if status == 503:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    if code == "idempotency_key_in_use":
+        response.headers["Retry-After"] = IN_USE_RETRY_AFTER_SECONDS
     return response
+
+
+def from_rule(state: str, message: str | None, hint: str | None, detail: str | None = None) -> Response | None:
+    """The problem response of a booking rule's SQLSTATE, or None when it is not one of the registry's.
+
+    A DETAIL that lists per-item errors (create_slots) becomes the problem's "errors".
+    """
+    if state not in SQLSTATES:
+        return None
+    status, code = SQLSTATES[state]
+    extra: dict[str, Any] = {"hint": hint} if hint else {}
+    items = item_errors(detail)
+    if items is not None:
+        extra["errors"] = items
+    return problem(status, code, message or code, **extra)
 
 
 def from_database(exc: psycopg.Error) -> Response:
     """Maps a database error to its problem response."""
     state = exc.sqlstate or ""
     diag = exc.diag
-    if state in SQLSTATES:
-        status, code = SQLSTATES[state]
-        extra: dict[str, Any] = {"hint": diag.message_hint} if diag.message_hint else {}
-        items = item_errors(diag.message_detail)
-        if items is not None:
-            extra["errors"] = items
-        return problem(status, code, diag.message_primary or code, **extra)
+    response = from_rule(state, diag.message_primary, diag.message_hint, diag.message_detail)
+    if response is not None:
+        return response
     if state.startswith("22"):
         return problem(400, "validation_error", diag.message_primary or "invalid value")
     if state in UNAVAILABLE_STATES or state.startswith("08") or isinstance(exc, psycopg.OperationalError):
@@ -152,6 +189,18 @@ def register(app) -> None:
     @app.errorhandler(psycopg.Error)
     def _database_error(exc: psycopg.Error):
         return from_database(exc)
+
+    @app.errorhandler(StoredRefusalError)
+    def _stored_refusal(exc: StoredRefusalError):
+        """A booking rule's refusal that perform_idempotently() stored (and may be replaying)."""
+        response = from_rule(exc.sqlstate, exc.message, exc.hint, exc.detail)
+        if response is None:
+            log.error("stored refusal with an unmapped sqlstate=%s request_id=%s", exc.sqlstate,
+                      g.get("request_id"))
+            return problem(500, "internal_error", "Something went wrong on our side.")
+        if exc.replayed:
+            response.headers[REPLAYED_HEADER] = "true"
+        return response
 
     @app.errorhandler(PoolTimeout)
     def _pool_timeout(exc: PoolTimeout):

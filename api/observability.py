@@ -93,7 +93,9 @@ def init_app(app: Flask) -> None:
         REQUESTS.labels(route, request.method, str(response.status_code)).inc()
         LATENCY.labels(route, request.method).observe(duration)
         if request.method == "POST" and route.startswith("/v1/appointments"):
-            APPOINTMENT_CHANGES.labels(route, g.get("problem_code") or "ok").inc()
+            # A replay (Idempotency-Key) changed nothing: it is counted apart.
+            outcome = "replayed" if response.headers.get("Idempotent-Replayed") else g.get("problem_code") or "ok"
+            APPOINTMENT_CHANGES.labels(route, outcome).inc()
         stats = app.extensions["medbook_db"].pool.get_stats()
         POOL.labels("size").set(stats.get("pool_size", 0))
         POOL.labels("idle").set(stats.get("pool_available", 0))

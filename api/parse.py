@@ -234,3 +234,45 @@ def item_errors_of_times(items: list[dict[str, Any]], names: tuple[str, ...]) ->
                 errors.append({"index": index, "code": "validation_error", "detail": exc.detail})
                 break
     return errors
+
+
+def query_choice(value: str | None, name: str, choices: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if value not in choices:
+        raise _bad(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+# An entity-tag (RFC 9110 section 8.8.3), strong or weak, then a comma or the end.
+_ENTITY_TAG = re.compile(r'[ \t]*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|$)')
+_VERSION_TAG = re.compile(r"[0-9]{1,18}")
+
+
+def if_match() -> list[int] | None:
+    """The versions an If-Match header names, for the database to compare under its row lock.
+
+    None without the header or with "*" (any current version). Comparison is strong
+    (RFC 9110): weak tags and tags this server never sent match nothing, so a list
+    of only those is an empty list, which fails the precondition (412). A header
+    that is not a list of entity-tags is a 400.
+    """
+    values = request.headers.getlist("If-Match")
+    if not values:
+        return None
+    text = ", ".join(values).strip(" \t")
+    if text == "*":
+        return None
+    versions: list[int] = []
+    position = 0
+    while position < len(text):
+        match = _ENTITY_TAG.match(text, position)
+        if not match or match.end() == position:
+            raise _bad('If-Match must be "*" or a list of entity-tags such as "3"')
+        weak, tag = match.group(1), match.group(2)
+        if not weak and _VERSION_TAG.fullmatch(tag):
+            versions.append(int(tag))
+        position = match.end()
+    if not text or text.endswith(","):
+        raise _bad('If-Match must be "*" or a list of entity-tags such as "3"')
+    return versions

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 
-def _time(value: datetime | None) -> str | None:
+def _time(value: datetime | str | None) -> str | None:
+    """RFC 3339 in UTC; a row replayed from JSON carries its times as strings."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value).astimezone(UTC)
     return None if value is None else value.isoformat()
+
+
+def etag(row: dict[str, Any]) -> str:
+    """The strong entity-tag of a versioned row (a slot, the settings)."""
+    return f'"{row["version"]}"'
 
 
 def slot(row: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +41,17 @@ def appointment(row: dict[str, Any]) -> dict[str, Any]:
         "cancelled_at": _time(row["cancelled_at"]),
         "cancelled_by": row["cancelled_by"],
         "cancellation_reason": row["cancellation_reason"],
+        "rescheduled_from": row["rescheduled_from"],
+        "rescheduled_to": row["rescheduled_to"],
+    }
+
+
+def history_entry(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "from_status": row["from_status"],
+        "to_status": row["to_status"],
+        "actor_user_id": row["actor_user_id"],
+        "changed_at": _time(row["changed_at"]),
     }
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
-from . import parse, resources
+from . import idempotency, parse, resources
 from .auth import current_user_id
 from .errors import ApiError
 
@@ -17,18 +17,27 @@ def _db():
     return current_app.extensions["medbook_db"]
 
 
+def _slot(row: dict, status: int = 200) -> Response:
+    """A slot with its strong ETag (its version)."""
+    response = jsonify(resources.slot(row))
+    response.status_code = status
+    response.headers["ETag"] = resources.etag(row)
+    return response
+
+
 @bp.post("/practitioners/<practitioner_id>/slots")
 def create_slot(practitioner_id: str):
     """Publish a slot for the signed-in practitioner (201 + Location)."""
     user_id = current_user_id()
     pid = parse.path_id(practitioner_id, "practitioner_id")
+    key = idempotency.key()
     body = parse.json_body({"start_time", "end_time"}, frozenset({"start_time", "end_time"}))
-    row = _db().call_one("create_slot", user_id, pid,
-                         parse.body_time(body, "start_time"), parse.body_time(body, "end_time"))
-    response = jsonify(resources.slot(row))
-    response.status_code = 201
-    response.headers["Location"] = f"/v1/slots/{row['id']}"
-    return response
+    outcome = idempotency.perform("create_slot", user_id, key, practitioner_id=pid,
+                                  start_time=parse.body_time(body, "start_time"),
+                                  end_time=parse.body_time(body, "end_time"))
+    response = _slot(outcome.row, 201)
+    response.headers["Location"] = f"/v1/slots/{outcome.row['id']}"
+    return idempotency.mark(response, outcome.replayed)
 
 
 @bp.get("/practitioners/<practitioner_id>/slots")
@@ -52,17 +61,19 @@ def create_slots(practitioner_id: str):
     """Publish 1 to 500 slots at once, all or nothing (201); every failing item is reported."""
     user_id = current_user_id()
     pid = parse.path_id(practitioner_id, "practitioner_id")
+    key = idempotency.key()
     body = parse.json_body({"slots"}, frozenset({"slots"}))
     items = parse.body_objects(body, "slots")
     errors = parse.item_errors_of_times(items, ("start_time", "end_time"))
     if errors:
         raise ApiError(400, f"{len(errors)} of {len(items)} slots cannot be read; nothing was created.",
                        errors=errors)
-    rows = _db().call("create_slots", user_id, pid, [parse.body_time(i, "start_time") for i in items],
-                      [parse.body_time(i, "end_time") for i in items])
-    response = jsonify({"data": [resources.slot(row) for row in rows]})
+    outcome = idempotency.perform("create_slots", user_id, key, many=True, practitioner_id=pid,
+                                  start_times=[parse.body_time(i, "start_time") for i in items],
+                                  end_times=[parse.body_time(i, "end_time") for i in items])
+    response = jsonify({"data": [resources.slot(row) for row in outcome.row]})
     response.status_code = 201
-    return response
+    return idempotency.mark(response, outcome.replayed)
 
 
 @bp.delete("/practitioners/<practitioner_id>/slots")
@@ -78,26 +89,28 @@ def delete_slots(practitioner_id: str):
 
 @bp.get("/slots/<slot_id>")
 def get_slot(slot_id: str):
-    """One slot, to any signed-in user."""
+    """One slot, to any signed-in user, with its ETag."""
     user_id = current_user_id()
     row = _db().call_one("get_slot", user_id, parse.path_id(slot_id, "slot_id"))
-    return jsonify(resources.slot(row))
+    return _slot(row)
 
 
 @bp.patch("/slots/<slot_id>")
 def update_slot(slot_id: str):
-    """Move or resize an available slot (its practitioner only)."""
+    """Move or resize an available slot (its practitioner only; with If-Match, only if unchanged)."""
     user_id = current_user_id()
     sid = parse.path_id(slot_id, "slot_id")
+    if_match = parse.if_match()
     body = parse.json_body({"start_time", "end_time"})
     row = _db().call_one("update_slot", user_id, sid,
-                         parse.body_time(body, "start_time"), parse.body_time(body, "end_time"))
-    return jsonify(resources.slot(row))
+                         parse.body_time(body, "start_time"), parse.body_time(body, "end_time"), if_match)
+    return _slot(row)
 
 
 @bp.delete("/slots/<slot_id>")
 def delete_slot(slot_id: str):
-    """Withdraw an available slot (its practitioner only)."""
+    """Withdraw an available slot (its practitioner only; with If-Match, only if unchanged)."""
     user_id = current_user_id()
-    _db().call_one("delete_slot", user_id, parse.path_id(slot_id, "slot_id"))
+    sid = parse.path_id(slot_id, "slot_id")
+    _db().call_one("delete_slot", user_id, sid, parse.if_match())
     return "", 204

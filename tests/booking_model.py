@@ -39,7 +39,20 @@ class Appointment:
     cancelled_at: datetime | None = None
     cancelled_by: int | None = None
     reason: str | None = None
+    rescheduled_from: int | None = None
+    rescheduled_to: int | None = None
+    attended_at: datetime | None = None
+    attended_by: int | None = None
 
+
+@dataclass
+class StoredKey:
+    """An idempotency key's stored outcome: the request it answered, and what it answered."""
+
+    request: tuple
+    created: datetime
+    result: dict | None
+    sqlstate: str | None
 
 @dataclass(frozen=True)
 class Rule:
@@ -72,6 +85,7 @@ class Model:
     notice: dict[int, timedelta] = field(default_factory=dict)
     slots: dict[int, Slot] = field(default_factory=dict)
     appointments: dict[int, Appointment] = field(default_factory=dict)
+    keys: dict[tuple[int, str], StoredKey] = field(default_factory=dict)
     rules: dict[int, list[Rule]] = field(default_factory=dict)
     time_off: dict[int, TimeOff] = field(default_factory=dict)
 
@@ -159,21 +173,61 @@ class Model:
             return "MBS04"
         return "MBS01" if slot.status == "booked" else OK
 
-    def cancel(self, actor: int, appointment_id: int, reason: str | None) -> str | None:
+    def visible(self, actor: int, appointment_id: int) -> str | None:
         if actor not in self.users:
             return "MB401"
         appointment = self.appointments.get(appointment_id)
         if appointment is None:
             return "MB404"
-        is_patient = self.patient_of_user.get(actor) == appointment.patient
-        if not is_patient and self.practitioner_user[appointment.practitioner] != actor:
+        if self.patient_of_user.get(actor) != appointment.patient \
+                and self.practitioner_user[appointment.practitioner] != actor:
             return "MB403"
+        return OK
+
+    def window_closed(self, actor: int, appointment: Appointment) -> bool:
+        is_patient = self.patient_of_user.get(actor) == appointment.patient
+        notice = self.notice.get(appointment.practitioner, DAY) if is_patient else timedelta(0)
+        return self.now >= appointment.start - notice
+
+    def cancel(self, actor: int, appointment_id: int, reason: str | None) -> str | None:
+        error = self.visible(actor, appointment_id)
+        if error:
+            return error
+        appointment = self.appointments[appointment_id]
         if reason is not None and len(reason) > 1000:
             return "MB400"
         if appointment.status != "booked":
             return "MBA01"
-        notice = self.notice.get(appointment.practitioner, DAY) if is_patient else timedelta(0)
-        return "MBA02" if self.now >= appointment.start - notice else OK
+        return "MBA02" if self.window_closed(actor, appointment) else OK
+
+    def reschedule(self, actor: int, appointment_id: int, slot_id: int) -> str | None:
+        error = self.visible(actor, appointment_id)
+        if error:
+            return error
+        appointment = self.appointments[appointment_id]
+        target = self.slots.get(slot_id)
+        if target is None:
+            return "MB404"
+        if target.practitioner != appointment.practitioner or slot_id == appointment.slot_id:
+            return "MBA04"
+        if appointment.status != "booked":
+            return "MBA01"
+        if self.window_closed(actor, appointment):
+            return "MBA02"
+        if target.start <= self.now:
+            return "MBS04"
+        return "MBS01" if target.status == "booked" else OK
+
+    def attend(self, actor: int, appointment_id: int) -> str | None:
+        error = self.visible(actor, appointment_id)
+        if error:
+            return error
+        appointment = self.appointments[appointment_id]
+        if self.practitioner_user[appointment.practitioner] != actor:
+            return "MB403"
+        if appointment.status != "booked":
+            return "MBA01"
+        return "MBA03" if self.now < appointment.start else OK
 
     def set_notice(self, actor: int, practitioner: int, notice: timedelta) -> str | None:
         if actor not in self.users:

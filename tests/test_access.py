@@ -148,6 +148,11 @@ def protected_requests(world: World, scene: dict) -> list[tuple[str, str, dict |
         ("POST", f"/v1/practitioners/{world.practitioner}/slots/bulk", {"slots": [times]}),
         ("DELETE", f"/v1/practitioners/{world.practitioner}/slots?from=2027-03-20&to=2027-03-21", None),
         ("GET", f"/v1/practitioners/{world.practitioner}/slots?status=all", None),
+        ("POST", f"/v1/appointments/{scene['appointment']}/reschedule", {"slot_id": scene["free"]}),
+        ("POST", f"/v1/appointments/{scene['appointment']}/complete", None),
+        ("POST", f"/v1/appointments/{scene['appointment']}/no-show", None),
+        ("GET", f"/v1/appointments/{scene['appointment']}/history", None),
+        ("GET", f"/v1/patients/{world.patient}/appointments?status=all&limit=1", None),
     ]
 
 
@@ -231,6 +236,18 @@ def matrix(world: World, scene: dict) -> list[tuple[str, str, dict | None, list[
         ("GET", f"/v1/practitioners/{world.practitioner}/slots?status=booked", None,
          ["patient", *outsiders], "practitioner"),
         ("GET", f"/v1/practitioners/{world.practitioner}/slots?status=all", None,
+         ["patient", *outsiders], "practitioner"),
+        ("POST", f"/v1/appointments/{scene['appointment']}/reschedule", {"slot_id": scene["free"]}, outsiders,
+         None),
+        ("POST", f"/v1/appointments/{scene['cancelled']}/reschedule", {"slot_id": scene["free"]}, outsiders,
+         None),
+        ("POST", f"/v1/appointments/{scene['appointment']}/complete", None, ["patient", *outsiders], None),
+        ("POST", f"/v1/appointments/{scene['appointment']}/no-show", None, ["patient", *outsiders], None),
+        ("GET", f"/v1/appointments/{scene['appointment']}/history", None, outsiders, None),
+        ("GET", f"/v1/appointments/{scene['cancelled']}/history", None, outsiders, None),
+        ("GET", f"/v1/patients/{world.patient}/appointments?status=all", None,
+         ["practitioner", *outsiders], "patient"),
+        ("GET", f"/v1/practitioners/{world.practitioner}/appointments?status=cancelled", None,
          ["patient", *outsiders], "practitioner"),
     ]
 

@@ -116,7 +116,7 @@ def scene(admin: psycopg.Connection, world: World) -> Scene:
 def snapshot(admin: psycopg.Connection) -> dict:
     tables = ["users", "practitioners", "patients", "availability_slots", "appointments",
               "appointment_history", "practitioner_booking_settings", "booking_clock", "schedule_rules",
-              "time_off_periods"]
+              "time_off_periods", "idempotency_keys"]
     return {table: admin.execute(
         f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS digest "
         f"FROM {table} t").fetchone() for table in tables}
@@ -170,7 +170,14 @@ def body_endpoints(scene: Scene) -> list[tuple[str, str, int, dict]]:
          {"start_time": VALID_START, "end_time": VALID_END, "reason": "away"}),
         ("POST", f"/v1/practitioners/{w.practitioner}/slots/bulk", w.practitioner_user,
          {"slots": [{"start_time": VALID_START, "end_time": VALID_END}]}),
+        ("POST", f"/v1/appointments/{scene.appointment}/reschedule", w.patient_user, {"slot_id": scene.slot}),
+        ("POST", f"/v1/appointments/{scene.appointment}/complete", w.practitioner_user, {}),
+        ("POST", f"/v1/appointments/{scene.appointment}/no-show", w.practitioner_user, {}),
     ]
+
+
+# Endpoints whose body may be absent or empty ({} is a valid body there).
+NO_BODY_NEEDED = ("/cancel", "/complete", "/no-show")
 
 
 def test_broken_bodies(client, admin, scene):
@@ -203,9 +210,9 @@ def test_broken_bodies(client, admin, scene):
             ("merge-patch type", {"body": valid, "content_type": "application/merge-patch+json"},
              415, "unsupported_media_type"),
         ]
-        if not path.endswith("/cancel"):  # cancel's body is optional: empty means no reason
+        if not path.endswith(NO_BODY_NEEDED):  # optional bodies: empty means no reason, or nothing to say
             cases += [("empty body", {"raw": b""}, 400, "validation_error")]
-        if not path.endswith(("/cancel", "/settings")):  # {} there: no reason, no change (200)
+        if not path.endswith((*NO_BODY_NEEDED, "/settings")):  # {} there: no reason, no change (200)
             cases += [("empty object", {"body": {}}, 400, "validation_error")]
         for label, spec, status, code in cases:
             response = send(client, method, path, user, spec.get("body"), raw=spec.get("raw"),
@@ -271,6 +278,83 @@ def test_bad_ids_in_bodies(client, admin, scene):
     check(send(client, "POST", "/v1/appointments", scene.world.patient_user,
                raw=b'{"slot_id": 1, "slot_id": "x"}'), 400, "validation_error",
           "duplicate key, last one wrong", failures)
+    reschedule = f"/v1/appointments/{scene.appointment}/reschedule"
+    for value, status, code in BAD_IDS:
+        check(send(client, "POST", reschedule, scene.world.patient_user, {"slot_id": value}),
+              status, code, f"reschedule slot_id={value!r}", failures)
+    assert failures == [], "\n".join(failures)
+    assert snapshot(admin) == before
+
+
+def keyed_endpoints(scene: Scene) -> list[tuple[str, str, int, dict]]:
+    """Every operation that takes an Idempotency-Key, with a body that would succeed or be refused by a rule."""
+    keyed = ("/slots", "/slots/bulk", "/appointments", "/cancel", "/reschedule", "/complete", "/no-show")
+    return [entry for entry in body_endpoints(scene) if entry[0] == "POST" and entry[1].endswith(keyed)]
+
+
+BAD_KEYS: list[tuple[str, str]] = [
+    ("empty", ""),
+    ("256 characters", "k" * 256),
+    ("60 KiB", "k" * 60_000),
+    ("non-ASCII", "cl\u00e9"),
+    ("tab", "a\tb"),
+    ("DEL", "a\x7fb"),
+    ("high byte", "\xff"),
+    ("NUL", "a\x00"),
+]
+# Two Idempotency-Key lines reach the application as one value joined with ", " (WSGI
+# combines repeated fields); that value is a well-formed key, so it is not a case here.
+
+
+def test_bad_idempotency_keys(client, admin, scene):
+    before = snapshot(admin)
+    failures: list[str] = []
+    for method, path, user, body in keyed_endpoints(scene):
+        for label, key in BAD_KEYS:
+            response = client.open(path, method=method, json=body,
+                                   headers={**bearer(user), "Idempotency-Key": key})
+            check(response, 400, "validation_error", f"{method} {path} key {label}", failures)
+    assert failures == [], "\n".join(failures)
+    assert snapshot(admin) == before
+
+
+def test_bad_if_match(client, admin, scene):
+    before = snapshot(admin)
+    failures: list[str] = []
+    w = scene.world
+    requests = [("PATCH", f"/v1/slots/{scene.slot}", w.practitioner_user, {"start_time": VALID_START}),
+                ("DELETE", f"/v1/slots/{scene.slot}", w.practitioner_user, None),
+                ("PATCH", f"/v1/practitioners/{w.practitioner}/settings", w.practitioner_user, {"time_zone": "UTC"})]
+    bad = ["", "1", "'1'", '"1', '1"', '"1",', ',"1"', '"1" "2"', "W/1", 'w/"1"', '*, "1"', "**", '"a"b"',
+           '"\x00"', '"1";"2"', "\u00e9", '"1"' + ", " * 20_000]
+    for method, path, user, body in requests:
+        for value in bad:
+            response = client.open(path, method=method, json=body, headers={**bearer(user), "If-Match": value})
+            check(response, 400, "validation_error", f"{method} {path} If-Match {value[:20]!r}", failures)
+        # Well-formed but stale: 412, and still nothing changes.
+        response = client.open(path, method=method, json=body, headers={**bearer(user), "If-Match": '"99"'})
+        check(response, 412, "precondition_failed", f"{method} {path} stale", failures)
+    assert failures == [], "\n".join(failures)
+    assert snapshot(admin) == before
+
+
+def test_bad_list_parameters(client, admin, scene):
+    before = snapshot(admin)
+    failures: list[str] = []
+    w = scene.world
+    lists = [(f"/v1/patients/{w.patient}/appointments", w.patient_user),
+             (f"/v1/practitioners/{w.practitioner}/appointments", w.practitioner_user)]
+    queries = ["status=", "status=Upcoming", "status=booked", "status=upcoming&status=all", "status=%00",
+               "status=all%27%3B--", "limit=0", "limit=101", "limit=-1", "limit=1.5", "limit=1e2", "limit=",
+               "limit=%2B5", "limit=%205", "limit=99999999999999999999", "limit=true", "cursor=",
+               "cursor=abc", "cursor=" + "A" * 600, "cursor=a.b", "cursor=%00", "cursor=..", "offset=10",
+               "page=2", "sort=start_time"]
+    for path, user in lists:
+        for query in queries:
+            check(send(client, "GET", f"{path}?{query}", user), 400, "validation_error", f"GET {path}?{query}",
+                  failures)
+    check(send(client, "GET", f"/v1/appointments/{scene.appointment}/history?status=all", w.patient_user),
+          400, "validation_error", "history with a query", failures)
     assert failures == [], "\n".join(failures)
     assert snapshot(admin) == before
 
@@ -352,6 +436,10 @@ def test_bad_path_ids(client, admin, scene):
             ("POST", f"/v1/practitioners/{raw}/slots/bulk", w.practitioner_user,
              {"slots": [{"start_time": VALID_START, "end_time": VALID_END}]}),
             ("DELETE", f"/v1/practitioners/{raw}/slots?from=2027-03-01&to=2027-03-02", w.practitioner_user, None),
+            ("POST", f"/v1/appointments/{raw}/reschedule", w.patient_user, {"slot_id": scene.slot}),
+            ("POST", f"/v1/appointments/{raw}/complete", w.practitioner_user, None),
+            ("POST", f"/v1/appointments/{raw}/no-show", w.practitioner_user, None),
+            ("GET", f"/v1/appointments/{raw}/history", w.patient_user, None),
         ]
         for method, path, user, body in requests:
             check(send(client, method, path, user, body), status, code, f"{method} {path}", failures)
@@ -394,10 +482,10 @@ def test_bad_queries(client, admin, scene):
     for query, status, code in cases:
         check(send(client, "GET", f"{slots}?{query}", w.patient_user), status, code,
               f"GET slots?{query}", failures)
-    check(send(client, "GET", f"/v1/patients/{w.patient}/appointments?limit=5", w.patient_user),
-          400, "validation_error", "patient list with limit", failures)
+    check(send(client, "GET", f"/v1/patients/{w.patient}/appointments?limit=500", w.patient_user),
+          400, "validation_error", "patient list with limit 500", failures)
     check(send(client, "GET", f"/v1/practitioners/{w.practitioner}/appointments?status=booked",
-               w.practitioner_user), 400, "validation_error", "practitioner list with status", failures)
+               w.practitioner_user), 400, "validation_error", "practitioner list with status booked", failures)
     # Far but valid dates are simply empty.
     for query in ("date=9999-12-31", "date=0001-01-01", "date=2027-03-01&tz=Pacific/Kiritimati"):
         response = send(client, "GET", f"{slots}?{query}", w.patient_user)
@@ -422,6 +510,10 @@ def test_wrong_methods_and_routes(client, admin, scene):
                          ("GET", f"/v1/practitioners/{w.practitioner}/time-off/1"),
                          ("DELETE", f"/v1/practitioners/{w.practitioner}"),
                          ("POST", "/v1/me"),
+                         ("GET", f"/v1/appointments/{scene.appointment}/reschedule"),
+                         ("PUT", f"/v1/appointments/{scene.appointment}/complete"),
+                         ("GET", f"/v1/appointments/{scene.appointment}/no-show"),
+                         ("POST", f"/v1/appointments/{scene.appointment}/history"),
                          ("POST", "/v1/healthz")]:
         response = send(client, method, path, w.practitioner_user, {})
         check(response, 405, "method_not_allowed", f"{method} {path}", failures)

@@ -212,6 +212,56 @@ def test_backend_terminated_mid_booking(db, admin, world):
         application.extensions["medbook_db"].close()
 
 
+def test_backend_terminated_between_a_booking_and_its_idempotency_key(db, admin, world):
+    """The booking is done and its key record waits to be written when the backend is killed:
+    both vanish together, and the retry with the same key books once."""
+    slot = admin.execute("SELECT * FROM booking_api.create_slot(%s, %s, %s, %s)",
+                         (world.practitioner_user, world.practitioner, NOW + timedelta(days=2),
+                          NOW + timedelta(days=2, minutes=30))).fetchone()
+    application = make_app(db, LOCK_TIMEOUT_MS=60_000)
+    headers = {**bearer(world.patient_user), "Idempotency-Key": "phone-1"}
+    try:
+        client = application.test_client()
+        with psycopg.connect(db, row_factory=dict_row) as holder:
+            # An uncommitted row under the same key (as only a superuser could write it): the
+            # request does not see it, books, and its own insert of the key waits for this one.
+            holder.execute(
+                "INSERT INTO booking.idempotency_keys (user_id, idempotency_key, operation, request_digest, "
+                "error_sqlstate, error_message, created_at, expires_at) "
+                "VALUES (%s, 'phone-1', 'book_slot', '\\x00', 'MB400', 'placeholder', %s, %s)",
+                (world.patient_user, NOW, NOW + timedelta(hours=24)))
+            thread, box = in_background(lambda: client.post(
+                "/v1/appointments", json={"slot_id": slot["id"]}, headers=headers))
+            pid = wait_for(lambda: waiting_api_backend(admin, "perform_idempotently"), 10)
+            # Past the booking: the slot is claimed and the appointment and its history are written.
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                admin.execute("SELECT 1 FROM booking.availability_slots WHERE id = %s FOR UPDATE NOWAIT",
+                              (slot["id"],))
+            waiting_for = admin.execute(
+                "SELECT l.locktype FROM pg_locks l WHERE l.pid = %s AND NOT l.granted", (pid,)).fetchone()
+            assert waiting_for["locktype"] == "transactionid"  # the key's insert, waiting for the holder
+            assert admin.execute("SELECT pg_terminate_backend(%s) AS ok", (pid,)).fetchone()["ok"]
+            thread.join(10)
+            assert_unavailable(box["result"])
+            holder.rollback()
+
+        assert admin.execute("SELECT status FROM booking.availability_slots WHERE id = %s",
+                             (slot["id"],)).fetchone()["status"] == "available"
+        for table in ("appointments", "appointment_history", "idempotency_keys"):
+            assert admin.execute(f"SELECT count(*) AS n FROM booking.{table}").fetchone()["n"] == 0, table
+        assert invariant_violations(admin) == []
+        retry = client.post("/v1/appointments", json={"slot_id": slot["id"]}, headers=headers)
+        assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
+        again = client.post("/v1/appointments", json={"slot_id": slot["id"]}, headers=headers)
+        assert again.headers["Idempotent-Replayed"] == "true" and again.get_json() == retry.get_json()
+        stored = admin.execute("SELECT result->>'id' AS id FROM booking.idempotency_keys").fetchall()
+        assert stored == [{"id": str(retry.get_json()["id"])}]
+        assert admin.execute("SELECT count(*) AS n FROM booking.appointments").fetchone()["n"] == 1
+        assert invariant_violations(admin) == []
+    finally:
+        application.extensions["medbook_db"].close()
+
+
 def test_backend_terminated_mid_cancellation(db, admin, world):
     """The cancellation has updated the appointment and waits for the slot when it is killed."""
     slot = admin.execute("SELECT * FROM booking_api.create_slot(%s, %s, %s, %s)",
@@ -448,6 +498,7 @@ def test_crash_loses_no_acknowledged_booking_or_cancellation(private_server: Pri
     slots = add_slots(private_server.conninfo, people, 300, days=5)
     application = make_app(private_server.conninfo, POOL_MAX_SIZE=8, POOL_TIMEOUT=2)
     booked: dict[int, tuple[int, int]] = {}  # acknowledged: appointment id -> (patient, slot)
+    keyed: dict[tuple[int, str], int] = {}  # acknowledged with an Idempotency-Key: (user, key) -> appointment id
     cancelled: set[int] = set()  # acknowledged cancellations
     statuses: Counter = Counter()
     lock = threading.Lock()
@@ -458,6 +509,7 @@ def test_crash_loses_no_acknowledged_booking_or_cancellation(private_server: Pri
         client = application.test_client()
         headers = bearer(people.patient_users[index])
         mine: list[int] = []
+        pending: tuple[int, str] | None = None  # a keyed booking that got no answer: retried as it was
         while not stop.is_set():
             if mine and rng.random() < 0.35:
                 target = mine.pop(rng.randrange(len(mine)))
@@ -467,14 +519,22 @@ def test_crash_loses_no_acknowledged_booking_or_cancellation(private_server: Pri
                     if response.status_code == 200:
                         cancelled.add(target)
                 continue
-            slot = rng.choice(slots)
-            response = client.post("/v1/appointments", json={"slot_id": slot}, headers=headers)
+            if pending:
+                slot, key = pending
+            else:
+                slot, key = rng.choice(slots), (f"crash-{index}-{rng.random()}" if rng.random() < 0.5 else None)
+            request_headers = {**headers, "Idempotency-Key": key} if key else headers
+            response = client.post("/v1/appointments", json={"slot_id": slot}, headers=request_headers)
+            pending = (slot, key) if key and response.status_code == 503 else None
             with lock:
                 statuses[response.status_code] += 1
                 if response.status_code == 201:
                     body = response.get_json()
                     booked[body["id"]] = (people.patients[index], slot)
-                    mine.append(body["id"])
+                    if body["id"] not in mine:
+                        mine.append(body["id"])
+                    if key:
+                        keyed[(people.patient_users[index], key)] = body["id"]
             if response.status_code == 503:
                 time.sleep(0.05)
 
@@ -506,6 +566,14 @@ def test_crash_loses_no_acknowledged_booking_or_cancellation(private_server: Pri
                 "SELECT appointment_id, count(*) AS n FROM booking.appointment_history "
                 "WHERE appointment_id = ANY(%s) GROUP BY 1", (list(cancelled),)).fetchall()
             assert {h["appointment_id"]: h["n"] for h in history} == dict.fromkeys(cancelled, 2)
+            # Keyed bookings: the key record and the appointment committed together, both ways.
+            records = {(r["user_id"], r["idempotency_key"]): r for r in conn.execute(
+                "SELECT k.user_id, k.idempotency_key, (k.result->>'id')::bigint AS id, a.id AS found "
+                "FROM booking.idempotency_keys k LEFT JOIN booking.appointments a "
+                "ON a.id = (k.result->>'id')::bigint WHERE k.operation = 'book_slot'")}
+            assert len(keyed) >= 5, len(keyed)
+            assert all(records[key]["id"] == appointment for key, appointment in keyed.items())
+            assert all(r["found"] == r["id"] for r in records.values())
             assert invariant_violations(conn) == []
             recovered = conn.execute("SELECT count(*) AS n FROM booking.appointments").fetchone()["n"]
         # The same API object serves again once the server is back.
@@ -513,8 +581,8 @@ def test_crash_loses_no_acknowledged_booking_or_cancellation(private_server: Pri
         free = next(s for s in slots if s not in {b[1] for b in booked.values()})
         response = wait_for(lambda: _booked(client, people.patient_users[0], free), 15, 0.2)
         assert response.status_code == 201
-        print(f"statuses {dict(statuses)}; acknowledged bookings {len(booked)}, cancellations "
-              f"{len(cancelled)}; appointments after recovery {recovered}")
+        print(f"statuses {dict(statuses)}; acknowledged bookings {len(booked)} ({len(keyed)} with a key), "
+              f"cancellations {len(cancelled)}; appointments after recovery {recovered}")
     finally:
         stop.set()
         application.extensions["medbook_db"].close()

@@ -13,7 +13,8 @@ from api import create_app
 START = NOW + timedelta(days=3)
 SLOT_FIELDS = {"id", "practitioner_id", "start_time", "end_time", "status"}
 APPOINTMENT_FIELDS = {"id", "slot_id", "patient_id", "practitioner_id", "status", "start_time", "end_time",
-                      "booked_at", "cancelled_at", "cancelled_by", "cancellation_reason"}
+                      "booked_at", "cancelled_at", "cancelled_by", "cancellation_reason", "rescheduled_from",
+                      "rescheduled_to"}
 
 
 def new_slot(client, world, start=START, minutes=30, user=None, practitioner=None):
@@ -337,7 +338,8 @@ def test_practitioner_lists_upcoming_appointments(client, world):
     for user in (world.other_practitioner_user, world.patient_user):
         body = assert_problem(client.get(url, headers=bearer(user)), 403, "forbidden")
         assert "data" not in body
-    assert_problem(client.get(f"{url}?limit=5", headers=bearer(world.practitioner_user)), 400, "validation_error")
+    assert_problem(client.get(f"{url}?limit=101", headers=bearer(world.practitioner_user)), 400, "validation_error")
+    assert_problem(client.get(f"{url}?sort=start", headers=bearer(world.practitioner_user)), 400, "validation_error")
     assert_problem(client.get("/v1/practitioners/999999/appointments", headers=bearer(world.practitioner_user)),
                    404, "not_found")
 

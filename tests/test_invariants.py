@@ -22,6 +22,7 @@ KINDS = {
     "overlapping_slots",
     "booked_appointment_time_differs_from_slot",
     "history_disagrees_with_status",
+    "reschedule_link_broken",
 }
 
 
@@ -79,12 +80,12 @@ def test_booked_appointment_on_missing_slot_is_reported(admin, booked):
     admin.execute("DELETE FROM availability_slots WHERE id = %s", (slot["id"],))
     rows = invariant_violations(admin)
     assert kinds(rows) == {("booked_appointment_on_available_slot", slot["id"], appointment["id"])}
-    assert rows[0]["detail"] == "slot missing"
+    assert rows[0]["detail"] == "appointment booked, slot missing"
 
 
 def test_detects_several_booked_appointments_per_slot(admin, world, booked):
     slot, _ = booked
-    admin.execute("DROP INDEX appointments_one_booked_per_slot")
+    admin.execute("DROP INDEX appointments_one_holder_per_slot")
     admin.execute("SET session_replication_role = replica")
     admin.execute(
         "INSERT INTO appointments (slot_id, patient_id, practitioner_id, status, start_time, "
@@ -147,6 +148,59 @@ def test_appointment_without_history_is_reported(admin, world):
     rows = invariant_violations(admin)
     assert kinds(rows) == {("history_disagrees_with_status", slot["id"], appointment["id"])}
     assert rows[0]["detail"] == "status booked, last history missing"
+
+
+def test_detects_reschedule_link_broken(admin, world):
+    slot = make_slot(admin, world, NOW + timedelta(days=3))
+    target = make_slot(admin, world, NOW + timedelta(days=4))
+    old = book(admin, world, slot["id"])
+    new = admin.execute("SELECT * FROM reschedule_appointment(%s, %s, %s)",
+                        (world.patient_user, old["id"], target["id"])).fetchone()
+    assert invariant_violations(admin) == []
+    admin.execute("SET session_replication_role = replica")
+    # The old appointment forgets its successor; the successor still points back.
+    admin.execute("UPDATE appointments SET rescheduled_to = NULL WHERE id = %s", (old["id"],))
+    rows = invariant_violations(admin)
+    assert kinds(rows) == {("reschedule_link_broken", target["id"], new["id"])}
+    assert rows[0]["detail"] == f"rescheduled_from {old['id']} does not point back"
+
+
+def test_reschedule_link_is_checked_at_commit(admin, world):
+    """The deferred trigger refuses a link the other appointment does not return."""
+    first = book(admin, world, make_slot(admin, world, NOW + timedelta(days=3))["id"])
+    admin.execute("SELECT cancel_appointment(%s, %s)", (world.patient_user, first["id"]))
+    second = book(admin, world, make_slot(admin, world, NOW + timedelta(days=4))["id"])
+    with pytest.raises(psycopg.errors.CheckViolation) as caught:
+        admin.execute("UPDATE appointments SET rescheduled_to = %s WHERE id = %s", (second["id"], first["id"]))
+    assert caught.value.diag.constraint_name == "appointments_reschedule_link"
+    assert invariant_violations(admin) == []
+
+
+def test_attended_appointments_hold_their_slot(admin, world):
+    """completed and no_show keep the slot booked; the check counts them as holders."""
+    slot = make_slot(admin, world, NOW + timedelta(days=1))
+    other = make_slot(admin, world, NOW + timedelta(days=2))
+    first = book(admin, world, slot["id"])
+    second = book(admin, world, other["id"], patient="other_patient")
+    admin.execute("SELECT set_booking_clock(%s)", (NOW + timedelta(days=3),))
+    admin.execute("SELECT complete_appointment(%s, %s)", (world.practitioner_user, first["id"]))
+    admin.execute("SELECT mark_no_show(%s, %s)", (world.practitioner_user, second["id"]))
+    assert invariant_violations(admin) == []
+    admin.execute("SET session_replication_role = replica")
+    # A completed appointment whose slot says available could be booked over.
+    admin.execute("UPDATE availability_slots SET status = 'available' WHERE id = %s", (slot["id"],))
+    rows = invariant_violations(admin)
+    assert kinds(rows) == {("booked_appointment_on_available_slot", slot["id"], first["id"])}
+    assert rows[0]["detail"] == "appointment completed, slot status available"
+    admin.execute("UPDATE availability_slots SET status = 'booked' WHERE id = %s", (slot["id"],))
+    # A booked appointment beside the no-show on one slot is a double booking.
+    admin.execute("DROP INDEX appointments_one_holder_per_slot")
+    admin.execute(
+        "INSERT INTO appointments (slot_id, patient_id, practitioner_id, status, start_time, end_time, booked_at) "
+        "SELECT id, %s, practitioner_id, 'booked', start_time, end_time, %s FROM availability_slots WHERE id = %s",
+        (world.patient, NOW, other["id"]))
+    found = kinds(invariant_violations(admin))
+    assert ("several_booked_appointments_per_slot", other["id"], None) in found
 
 
 def test_reporting_role_may_run_the_check(admin, booked):

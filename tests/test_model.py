@@ -26,12 +26,13 @@ from collections import Counter
 from datetime import date, datetime, time, timedelta
 
 import psycopg
-from booking_model import OK, Appointment, Model, Rule, Slot, TimeOff
+from booking_model import OK, Appointment, Model, Rule, Slot, StoredKey, TimeOff
 from conftest import NOW, World, add_patient, add_practitioner, add_user, api_connect
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -158,6 +159,22 @@ class BookingMachine(RuleBasedStateMachine):
 
     # Rules --------------------------------------------------------------------
 
+    @initialize(hours=st.sampled_from([30, 50, 70]))
+    def a_booked_appointment_and_free_slots_beside_it(self, hours):
+        """Every example starts with something to reschedule, attend or retry: the two patients'
+        appointments `hours` ahead and a free slot of the same practitioner after them."""
+        w = self.world
+        for i in range(3):
+            start = NOW + timedelta(hours=hours + i)
+            row = self.call(OK, "create_slot", w.practitioner_user, w.practitioner, start, start + STEP)
+            self.model.slots[row["id"]] = Slot(w.practitioner, start, start + STEP)
+        for user, slot_id in zip((w.patient_user, w.other_patient_user), sorted(self.model.slots), strict=False):
+            row = self.call(OK, "book_slot", user, slot_id)
+            slot = self.model.slots[slot_id]
+            slot.status = "booked"
+            self.model.appointments[row["id"]] = Appointment(slot_id, self.model.patient_of_user[user],
+                                                             w.practitioner, slot.start, slot.end, NOW)
+
     @rule(data=st.data(), step=START_STEPS, length=DURATIONS,
           practitioner=st.sampled_from(["practitioner", "other_practitioner"]))
     def create_slot(self, data, step, length, practitioner):
@@ -279,18 +296,16 @@ class BookingMachine(RuleBasedStateMachine):
     def cancel_as(self, actor: int, aid: int, reason: str | None) -> None:
         row = self.call(self.model.cancel(actor, aid, reason), "cancel_appointment", actor, aid, reason)
         if row:
-            appointment = self.model.appointments[aid]
-            appointment.status, appointment.cancelled_at, appointment.cancelled_by = (
-                "cancelled", self.model.now, actor)
-            appointment.reason = (reason or "").strip(" ") or None
-            self.model.slots[appointment.slot_id].status = "available"
-            assert (row["status"], row["cancelled_at"], row["cancelled_by"],
-                    row["cancellation_reason"]) == ("cancelled", self.model.now, actor, appointment.reason)
+            self.apply_cancel(actor, aid, reason, row)
 
-    # Availability rules -------------------------------------------------------------
-
-    # Availability: two rules, each drawing one of its operations, so that these many
-    # operations do not crowd out booking and cancelling in a run of fixed length.
+    def apply_cancel(self, actor: int, aid: int, reason: str | None, row: dict) -> None:
+        appointment = self.model.appointments[aid]
+        appointment.status, appointment.cancelled_at, appointment.cancelled_by = (
+            "cancelled", self.model.now, actor)
+        appointment.reason = (reason or "").strip(" ") or None
+        self.model.slots[appointment.slot_id].status = "available"
+        assert (row["status"], row["cancelled_at"], row["cancelled_by"],
+                row["cancellation_reason"]) == ("cancelled", self.model.now, actor, appointment.reason)
 
     @rule(data=st.data(), op=st.sampled_from(["set_schedule", "set_schedule", "publish", "publish",
                                               "publish_everyone", "work_tomorrow"]))
@@ -458,6 +473,160 @@ class BookingMachine(RuleBasedStateMachine):
             OUTCOMES["range delete kept booked slots"] += len(booked)
             self.model.remove_slots(removed)
 
+    def rightful(self, data, appointment_id: int) -> int | None:
+        appointment = self.model.appointments.get(appointment_id)
+        if appointment is None:
+            return None
+        return data.draw(st.sampled_from([
+            {v: k for k, v in self.model.patient_of_user.items()}[appointment.patient],
+            self.model.practitioner_user[appointment.practitioner]]), label="rightful")
+
+    def reschedule_target(self, data, appointment_id: int) -> int:
+        """Mostly a slot of the appointment's practitioner, sometimes any slot or none."""
+        appointment = self.model.appointments[appointment_id]
+        others = sorted(sid for sid, s in self.model.slots.items()
+                        if s.practitioner == appointment.practitioner and sid != appointment.slot_id)
+        free = [sid for sid in others if self.model.slots[sid].status == "available"
+                and self.model.slots[sid].start > self.model.now]
+        choices = free * 6 + others * 2 + sorted(self.model.slots) + [UNKNOWN_ID]
+        return data.draw(st.sampled_from(choices), label="target slot")
+
+    def some_appointment(self, data) -> int:
+        """Mostly a booked one: those are the ones rules can still act on."""
+        booked = sorted(aid for aid, a in self.model.appointments.items() if a.status == "booked")
+        return data.draw(st.sampled_from(booked * 3 + sorted(self.model.appointments)), label="appointment_id")
+
+    @precondition(lambda self: self.model.appointments and self.model.slots)
+    @rule(data=st.data(), kind=st.sampled_from(["any", "to a free slot", "onto a booked slot", "at the deadline"]))
+    def reschedule(self, data, kind):
+        """Any appointment to any slot; or a booked one to a free or a booked slot of its practitioner,
+        or to a free one with the clock one second before, at or after the caller's deadline."""
+        m = self.model
+        booked = sorted(aid for aid, a in m.appointments.items() if a.status == "booked")
+        pairs = [(aid, sid) for aid in booked for sid, slot in m.slots.items()
+                 if slot.practitioner == m.appointments[aid].practitioner and sid != m.appointments[aid].slot_id
+                 and (slot.status == "booked") == (kind == "onto a booked slot")
+                 and (kind == "at the deadline" or min(slot.start, m.appointments[aid].start) > m.now)]
+        if kind == "any" or not pairs:
+            aid = self.some_appointment(data)
+            target = self.reschedule_target(data, aid)
+            actor = self.actor(data, "patient", "other_patient", "practitioner", "other_practitioner", "stranger",
+                               likely=self.rightful(data, aid))
+        else:
+            aid, target = data.draw(st.sampled_from(sorted(pairs)), label="appointment and slot")
+            actor = self.rightful(data, aid) if kind != "onto a booked slot" \
+                else m.practitioner_user[m.appointments[aid].practitioner]
+            if kind == "at the deadline":
+                appointment = m.appointments[aid]
+                notice = m.notice.get(appointment.practitioner, DAY) if actor in m.patient_of_user else timedelta(0)
+                self.set_clock(appointment.start - notice + timedelta(seconds=data.draw(
+                    st.sampled_from([-1, 0, 1]), label="nudge")))
+        row = self.call(m.reschedule(actor, aid, target), "reschedule_appointment", actor, aid, target)
+        if row:
+            self.apply_reschedule(actor, aid, target, row)
+
+    def apply_reschedule(self, actor: int, aid: int, target: int, row: dict) -> None:
+        old = self.model.appointments[aid]
+        slot = self.model.slots[target]
+        assert row["id"] not in self.model.appointments
+        assert (row["slot_id"], row["patient_id"], row["practitioner_id"], row["status"], row["start_time"],
+                row["end_time"], row["booked_at"], row["rescheduled_from"], row["rescheduled_to"]) == (
+            target, old.patient, old.practitioner, "booked", slot.start, slot.end, self.model.now, aid, None)
+        old.status, old.cancelled_at, old.cancelled_by, old.reason = "cancelled", self.model.now, actor, "rescheduled"
+        old.rescheduled_to = row["id"]
+        self.model.slots[old.slot_id].status = "available"
+        slot.status = "booked"
+        self.model.appointments[row["id"]] = Appointment(
+            target, old.patient, old.practitioner, slot.start, slot.end, self.model.now, rescheduled_from=aid)
+
+    @precondition(lambda self: self.model.appointments)
+    @rule(data=st.data(), outcome=st.sampled_from(["complete_appointment", "mark_no_show"]),
+          at_start=st.booleans())
+    def attend(self, data, outcome, at_start):
+        """Sometimes first to one second before, at or after the appointment's start."""
+        aid = self.some_appointment(data)
+        appointment = self.model.appointments[aid]
+        if at_start:
+            self.set_clock(appointment.start + timedelta(seconds=data.draw(st.sampled_from([-1, 0, 1]),
+                                                                           label="nudge")))
+        actor = self.actor(data, "patient", "practitioner", "other_practitioner", "stranger",
+                           likely=self.model.practitioner_user[appointment.practitioner])
+        row = self.call(self.model.attend(actor, aid), outcome, actor, aid)
+        if row:
+            appointment.status = "completed" if outcome == "complete_appointment" else "no_show"
+            appointment.attended_at, appointment.attended_by = self.model.now, actor
+            assert (row["status"], row["slot_id"]) == (appointment.status, appointment.slot_id)
+
+    @precondition(lambda self: self.model.slots)
+    @rule(data=st.data(), key=st.sampled_from(["k1", "k2", "k3"]),
+          operation=st.sampled_from(["book_slot", "cancel_appointment", "reschedule_appointment"]))
+    def idempotently(self, data, key, operation):
+        """book, cancel or reschedule through perform_idempotently() with a key from a small pool."""
+        if operation == "book_slot":
+            actor = data.draw(st.sampled_from([self.world.patient_user, self.world.other_patient_user,
+                                               self.world.practitioner_user]), label="actor")
+            arguments = {"slot_id": self.slot_id(data)}
+            predicted = self.model.book(actor, arguments["slot_id"])
+        elif not self.model.appointments:
+            return
+        else:
+            aid = self.some_appointment(data)
+            actor = self.rightful(data, aid)
+            if operation == "cancel_appointment":
+                arguments = {"appointment_id": aid, "reason": data.draw(st.sampled_from([None, "ill"]))}
+                predicted = self.model.cancel(actor, aid, arguments["reason"])
+            else:
+                arguments = {"appointment_id": aid, "slot_id": self.reschedule_target(data, aid)}
+                predicted = self.model.reschedule(actor, aid, arguments["slot_id"])
+        request = (operation, tuple(sorted(arguments.items())))
+        earlier = self.model.keys.get((actor, key))
+        if earlier and data.draw(st.booleans(), label="retry the earlier request"):
+            request = earlier.request  # a client retrying what it sent before
+            operation, arguments = request[0], dict(request[1])
+            predicted = {"book_slot": lambda: self.model.book(actor, arguments["slot_id"]),
+                         "cancel_appointment": lambda: self.model.cancel(actor, arguments["appointment_id"],
+                                                                         arguments["reason"]),
+                         "reschedule_appointment": lambda: self.model.reschedule(
+                             actor, arguments["appointment_id"], arguments["slot_id"])}[operation]()
+        stored = self.model.keys.get((actor, key))
+        if stored and self.model.now >= stored.created + DAY:
+            stored = None  # expired: replaced by this request
+        try:
+            row = self.api.execute("SELECT * FROM perform_idempotently(%s, %s, %s, %s)",
+                                   (actor, key, operation, Jsonb(arguments))).fetchone()
+        except psycopg.Error as exc:
+            assert stored and stored.request != request and exc.sqlstate == "MBI01", (
+                operation, arguments, exc.sqlstate, str(exc))
+            OUTCOMES["perform_idempotently MBI01"] += 1
+            return
+        if stored:
+            assert stored.request == request, (stored, request)
+            assert row["replayed"] is True
+            assert (row["result"], row["error_sqlstate"]) == (stored.result, stored.sqlstate)
+            OUTCOMES["perform_idempotently replayed"] += 1
+            return
+        assert row["replayed"] is False
+        assert row["error_sqlstate"] == predicted, (operation, arguments, row, predicted)
+        OUTCOMES[f"perform_idempotently {operation} {predicted or 'ok'}"] += 1
+        OUTCOMES[f"{operation} {predicted or 'ok'}"] += 1  # the rule was reached, either way
+        self.model.keys[(actor, key)] = StoredKey(request, self.model.now, row["result"], row["error_sqlstate"])
+        if predicted is not OK:
+            return
+        result = {**row["result"]}
+        for name in ("start_time", "end_time", "booked_at", "cancelled_at"):
+            if result[name] is not None:
+                result[name] = datetime.fromisoformat(result[name])
+        if operation == "book_slot":
+            slot = self.model.slots[arguments["slot_id"]]
+            slot.status = "booked"
+            self.model.appointments[result["id"]] = Appointment(
+                arguments["slot_id"], self.model.patient_of_user[actor], slot.practitioner, slot.start, slot.end,
+                self.model.now)
+        elif operation == "cancel_appointment":
+            self.apply_cancel(actor, arguments["appointment_id"], arguments["reason"], result)
+        else:
+            self.apply_reschedule(actor, arguments["appointment_id"], arguments["slot_id"], result)
+
     @rule(data=st.data(), notice=NOTICES,
           practitioner=st.sampled_from(["practitioner", "other_practitioner"]))
     def set_notice(self, data, notice, practitioner):
@@ -504,7 +673,8 @@ class BookingMachine(RuleBasedStateMachine):
         appointments = self.admin.execute("SELECT * FROM appointments").fetchall()
         assert {r["id"]: Appointment(r["slot_id"], r["patient_id"], r["practitioner_id"], r["start_time"],
                                      r["end_time"], r["booked_at"], r["status"], r["cancelled_at"],
-                                     r["cancelled_by"], r["cancellation_reason"])
+                                     r["cancelled_by"], r["cancellation_reason"], r["rescheduled_from"],
+                                     r["rescheduled_to"], r["attendance_recorded_at"], r["attendance_recorded_by"])
                 for r in appointments} == self.model.appointments
         time_off = self.admin.execute(
             "SELECT id, practitioner_id, start_time, end_time FROM time_off_periods").fetchall()
@@ -512,7 +682,7 @@ class BookingMachine(RuleBasedStateMachine):
                 for r in time_off} == self.model.time_off
         history = self.admin.execute("SELECT count(*) AS n FROM appointment_history").fetchone()["n"]
         assert history == len(self.model.appointments) + sum(
-            a.status == "cancelled" for a in self.model.appointments.values())
+            a.status != "booked" for a in self.model.appointments.values())
 
     @invariant()
     def lists_match_the_model(self):
@@ -541,6 +711,20 @@ class BookingMachine(RuleBasedStateMachine):
                         if a.patient == patient and a.status == "booked" and a.start > m.now}
             assert {r["id"] for r in listed} == expected
             assert [r["start_time"] for r in listed] == sorted(r["start_time"] for r in listed)
+            mine = {aid: a for aid, a in m.appointments.items() if a.patient == patient}
+            wanted = {
+                "upcoming": sorted((a.start, aid) for aid, a in mine.items()
+                                   if a.status == "booked" and a.start > m.now),
+                "past": sorted(((a.start, aid) for aid, a in mine.items()
+                                if a.status != "cancelled" and a.start <= m.now), reverse=True),
+                "cancelled": sorted(((a.start, aid) for aid, a in mine.items() if a.status == "cancelled"),
+                                    reverse=True),
+                "all": sorted(((a.start, aid) for aid, a in mine.items()), reverse=True),
+            }
+            for status, rows in wanted.items():
+                listed = self.api.execute("SELECT id FROM list_patient_appointments(%s, %s, 500, %s)",
+                                          (user, patient, status)).fetchall()
+                assert [r["id"] for r in listed] == [aid for _, aid in rows], status
 
     @invariant()
     def directory_matches_the_model(self):
@@ -580,5 +764,14 @@ def test_booking_rules_match_the_model(db: str, admin: psycopg.Connection):
                     "time off kept booked slots", "delete_time_off ok", "delete_time_off MB404",
                     "create_slots ok", "create_slots MBS02", "create_slots MBS04", "create_slots MBS05",
                     "delete_slots ok", "delete_slots MB400", "range delete removed slots",
-                    "range delete kept booked slots"]:
+                    "range delete kept booked slots",
+                    "reschedule_appointment ok", "reschedule_appointment MBA01", "reschedule_appointment MBA02",
+                    "reschedule_appointment MBA04", "reschedule_appointment MBS01",
+                    "complete_appointment ok", "mark_no_show ok", "complete_appointment MBA03",
+                    "mark_no_show MBA01", "complete_appointment MB403",
+                    "perform_idempotently replayed", "perform_idempotently MBI01",
+                    "perform_idempotently book_slot ok"]:
         assert OUTCOMES[outcome] >= 1, (outcome, sorted(OUTCOMES.items()))
+    # A refusal stored for a key (and so replayed as a refusal later), whichever operation it was.
+    assert sum(n for outcome, n in OUTCOMES.items() if outcome.startswith("perform_idempotently ")
+               and outcome.split()[-1].startswith("MB") and outcome.split()[-1] != "MBI01") >= 1

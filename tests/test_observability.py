@@ -56,6 +56,10 @@ def test_metrics_count_requests_latency_pool_and_booking_outcomes(metrics_app, a
     assert client.post("/v1/appointments", json={"slot_id": slot["id"]},
                        headers=bearer(world.other_patient_user)).status_code == 409
     assert client.get(f"/v1/slots/{slot['id']}", headers=bearer(world.patient_user)).status_code == 200
+    other = make_slot(admin, world, NOW + timedelta(days=3))
+    keyed = {**bearer(world.patient_user), "Idempotency-Key": "metrics-1"}
+    for _ in range(2):  # executed, then replayed
+        assert client.post("/v1/appointments", json={"slot_id": other["id"]}, headers=keyed).status_code == 201
 
     response = client.get("/metrics")
     assert response.status_code == 200 and response.mimetype == "text/plain"
@@ -64,11 +68,12 @@ def test_metrics_count_requests_latency_pool_and_booking_outcomes(metrics_app, a
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert delta("medbook_http_requests_total", route="/v1/appointments", method="POST", status="201") == 1
+    assert delta("medbook_http_requests_total", route="/v1/appointments", method="POST", status="201") == 3
     assert delta("medbook_http_requests_total", route="/v1/appointments", method="POST", status="409") == 1
     assert delta("medbook_http_requests_total", route="/v1/slots/<slot_id>", method="GET", status="200") == 1
-    assert delta("medbook_http_request_duration_seconds_count", route="/v1/appointments", method="POST") == 2
-    assert delta("medbook_appointment_changes_total", route="/v1/appointments", outcome="ok") == 1
+    assert delta("medbook_http_request_duration_seconds_count", route="/v1/appointments", method="POST") == 4
+    assert delta("medbook_appointment_changes_total", route="/v1/appointments", outcome="ok") == 2
+    assert delta("medbook_appointment_changes_total", route="/v1/appointments", outcome="replayed") == 1
     assert delta("medbook_appointment_changes_total", route="/v1/appointments",
                  outcome="slot_unavailable") == 1
     assert value(after, "medbook_db_pool_connections", state="size") >= 1

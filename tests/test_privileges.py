@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
+import psycopg.types.json
 import pytest
 from conftest import NOW, ROOT, World, make_slot
 from psycopg import sql
@@ -24,20 +25,25 @@ from api import schema
 
 BOOKING_TABLES = ["booking.patients", "booking.practitioner_booking_settings", "booking.availability_slots",
                   "booking.appointments", "booking.appointment_history", "booking.booking_clock",
-                  "booking.time_zones", "booking.schedule_rules", "booking.time_off_periods", "booking.cursor_key"]
+                  "booking.time_zones", "booking.schedule_rules", "booking.time_off_periods", "booking.cursor_key",
+                  "booking.idempotency_keys"]
 MEDBOOK_TABLES = ["public.users", "public.practitioners"]
 VIEWS = ["booking_reporting.reporting_slot_utilisation", "booking_reporting.reporting_appointment_counts"]
 # Which roles may use which schema (USAGE): exactly what each needs.
 SCHEMA_USAGE = {"medbook_api": {"booking_api"},
-                "medbook_reporting": {"booking_api", "booking_reporting"}}
+                "medbook_reporting": {"booking_api", "booking_reporting"},
+                "medbook_maintenance": {"booking_api"}}
 # What medbook_api may execute: the booking_api functions, and nothing else.
 API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "get_slot",
                  "list_available_slots", "book_slot", "cancel_appointment", "get_appointment",
                  "list_upcoming_appointments", "list_practitioner_appointments",
                  "set_booking_settings", "get_booking_settings", "get_me", "get_practitioner",
                  "list_practitioners", "set_schedule", "get_schedule", "publish_schedule", "create_time_off",
-                 "list_time_off", "delete_time_off", "create_slots", "delete_slots", "list_slots"}
+                 "list_time_off", "delete_time_off", "create_slots", "delete_slots", "list_slots",
+                 "reschedule_appointment", "complete_appointment", "mark_no_show", "list_patient_appointments",
+                 "list_appointment_history", "perform_idempotently"}
 REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
+MAINTENANCE_FUNCTIONS = {"purge_idempotency_keys"}
 INSUFFICIENT_PRIVILEGE = "42501"
 
 
@@ -85,7 +91,8 @@ COLUMN = {"patients": "created_at", "practitioner_booking_settings": "updated_at
           "availability_slots": "updated_at", "appointments": "cancellation_reason",
           "appointment_history": "changed_at", "booking_clock": "frozen_at", "time_zones": "name",
           "users": "name", "practitioners": "bio", "schedule_rules": "slot_minutes",
-          "time_off_periods": "reason", "cursor_key": "secret"}
+          "time_off_periods": "reason", "cursor_key": "secret",
+          "idempotency_keys": "error_hint"}
 
 
 def writes(table: str) -> list[str]:
@@ -160,6 +167,11 @@ def test_api_role_cannot_call_internal_helpers_or_change_functions(api_login, wo
         ("SELECT booking.booking_cursor_encode('[]'::jsonb, now(), 1)", ()),
         ("SELECT * FROM booking.booking_publish(%s, current_date)", (world.practitioner,)),
         ("CALL booking_api.publish_all_schedules(28)", ()),
+        ("SELECT * FROM booking.booking_claim_slot(1, now())", ()),
+        ("SELECT * FROM booking.booking_record_attendance(%s, 1, 'completed')", (world.practitioner_user,)),
+        ("SELECT * FROM booking.booking_appointment_page('patient_id', 1, 'all', 10, NULL, NULL)", ()),
+        ("SELECT booking.booking_require_version(1, NULL, '')", ()),
+        ("SELECT booking_api.purge_idempotency_keys()", ()),
     ]
     for statement, params in calls:
         assert refused(api_login, statement, params) == INSUFFICIENT_PRIVILEGE, statement
@@ -224,6 +236,29 @@ def test_reporting_role_cannot_run_booking_functions(reporting_login, booked, wo
     assert reporting_login.execute("SELECT count(*) AS n FROM check_booking_invariants()").fetchone()["n"] == 0
 
 
+@pytest.fixture
+def maintenance_login(admin: psycopg.Connection, db: str) -> Iterator[psycopg.Connection]:
+    yield from login_role(admin, db, "medbook_maintenance")
+
+
+def test_maintenance_role_purges_keys_and_nothing_else(maintenance_login, admin, booked, world):
+    """A cron login granted medbook_maintenance (docs/OPERATIONS.md) may purge expired keys, only that."""
+    slot = make_slot(admin, world, NOW + timedelta(days=5))
+    admin.execute("SELECT * FROM perform_idempotently(%s, 'k1', 'book_slot', %s)",
+                  (world.patient_user, psycopg.types.json.Jsonb({"slot_id": slot["id"]})))
+    assert maintenance_login.execute("SELECT booking_api.purge_idempotency_keys() AS n").fetchone()["n"] == 0
+    admin.execute("SELECT set_booking_clock(%s)", (NOW + timedelta(hours=24),))
+    assert maintenance_login.execute("SELECT booking_api.purge_idempotency_keys() AS n").fetchone()["n"] == 1
+    for table in BOOKING_TABLES + MEDBOOK_TABLES:
+        assert refused(maintenance_login, f"SELECT * FROM {table}") == INSUFFICIENT_PRIVILEGE, table
+    for statement, params in [("SELECT * FROM booking_api.book_slot(%s, %s)", (world.other_patient_user, slot["id"])),
+                              ("SELECT * FROM booking_api.perform_idempotently(%s, 'k2', 'book_slot', '{}')",
+                               (world.patient_user,)),
+                              ("SELECT * FROM booking_api.check_booking_invariants()", ()),
+                              ("SELECT booking.set_booking_clock(now())", ())]:
+        assert refused(maintenance_login, statement, params) == INSUFFICIENT_PRIVILEGE, statement
+
+
 def test_reporting_views_carry_no_personal_data(admin):
     columns = admin.execute(
         "SELECT table_name, column_name FROM information_schema.columns "
@@ -265,11 +300,13 @@ def test_ownership_and_execute_grants(admin):
         "SELECT p.proname, p.prosecdef, p.proconfig, "
         "       has_function_privilege('medbook_api', p.oid, 'EXECUTE') AS api, "
         "       has_function_privilege('medbook_reporting', p.oid, 'EXECUTE') AS reporting, "
+        "       has_function_privilege('medbook_maintenance', p.oid, 'EXECUTE') AS maintenance, "
         "       coalesce(p.proacl::text LIKE '%%=X%%' AND p.proacl::text ~ '(^|[{,])=', false) AS public "
         "FROM pg_proc p WHERE p.pronamespace IN ('booking'::regnamespace, 'booking_api'::regnamespace) "
         "AND pg_get_userbyid(p.proowner) = 'medbook_owner'").fetchall()
     assert {f["proname"] for f in functions if f["api"]} == API_FUNCTIONS
     assert {f["proname"] for f in functions if f["reporting"]} == REPORTING_FUNCTIONS
+    assert {f["proname"] for f in functions if f["maintenance"]} == MAINTENANCE_FUNCTIONS
     assert not [f["proname"] for f in functions if f["public"]]
     for f in functions:
         if f["prosecdef"]:

@@ -47,6 +47,7 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 TIMES = [(NOW + timedelta(minutes=30 * k)).isoformat() for k in (*range(4, 16), -2, -1, 0, 1, 2, 3)]
 # Whose token an operation's requests carry first (Hypothesis leans towards the first).
 PATIENT_OPERATIONS = {("/v1/appointments", "POST"), ("/v1/appointments/{appointment_id}/cancel", "POST"),
+                      ("/v1/appointments/{appointment_id}/reschedule", "POST"),
                       ("/v1/patients/{patient_id}/appointments", "GET")}
 
 OPERATIONS = sorted((path, method.upper()) for path, item in openapi_document()["paths"].items()

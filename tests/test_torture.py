@@ -25,6 +25,7 @@ def test_hot_slots_survive_many_processes(db: str):
     for outcome in ["book ok", "book MBS01", "cancel ok", "update ok", "update MBS03",
                     "delete ok", "create ok", "create MBS02", "bulk ok", "bulk MBS02", "publish ok",
                     "slots published", "time_off ok", "slots removed by time off", "end_time_off ok",
-                    "range_delete ok", "slots deleted by range"]:
+                    "range_delete ok", "slots deleted by range",
+                    "reschedule ok", "reschedule MBS01", "attend ok", "keyed ok", "keyed replayed", "keyed MBI01"]:
         assert report.counts[outcome] > 0, (outcome, report.counts)
     assert report.operations > 20 * SECONDS

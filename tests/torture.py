@@ -1,19 +1,23 @@
 """Concurrency torture: many processes hammer a few hot slots for a fixed time.
 
 Each worker process has its own connection as medbook_api and, in a random
-mix, books, cancels (as patient or practitioner), rebooks, moves, deletes and
-re-creates slots of one practitioner inside a narrow window, creates slots
-there in bulk, publishes the weekly rule that describes the window, takes and
-ends time off over parts of it and deletes its whole day, so every operation
-contends with every other on the same rows and the same exclusion
+mix, books, cancels (as patient or practitioner), reschedules, rebooks, moves,
+deletes and re-creates slots of one practitioner inside a narrow window, creates
+slots there in bulk, publishes the weekly rule that describes the window, takes
+and ends time off over parts of it and deletes its whole day, books through
+perform_idempotently() with keys shared by all workers, and records completed or
+no-show for a block of appointments that have started, so every operation
+contends with every other on the same rows, the same keys and the same exclusion
 constraint. Afterwards:
 
 * every error a worker saw is one the operation documents (see EXPECTED);
   anything else -- a deadlock, a serialization failure, a unique or exclusion
   violation leaking out, a lock or statement timeout -- is counted as unexpected;
-* the books add up: appointments = successful bookings, cancelled appointments
-  = successful cancellations, history rows = both, slots = created (one by one,
-  in bulk, by publishing) - deleted (one by one, by time off, by range);
+* the books add up: appointments = successful bookings (plain, keyed and
+  rescheduled), cancelled appointments = successful cancellations and
+  reschedules, attended = successful attendance records, history rows = all of
+  them, slots = created (one by one, in bulk, by publishing) - deleted (one by
+  one, by time off, by range), idempotency keys = keyed requests executed;
 * booking_api.check_booking_invariants() returns nothing;
 * the server counted no deadlocks (pg_stat_database) and its log, when this
   process can read it, has no "deadlock detected" or crash lines.
@@ -51,6 +55,10 @@ GRID = timedelta(minutes=30)
 WINDOW_STEPS = 8  # the hot window: eight half-hour positions, four hours
 HOT_SLOTS = 5
 PATIENTS = 8
+# Appointments that have started when the run begins, for attendance to be recorded on.
+STARTED = 60
+KEYS = 10  # the pool of idempotency keys the workers share
+
 
 # Operation -> SQLSTATEs it may legitimately end with under contention.
 EXPECTED = {
@@ -64,10 +72,16 @@ EXPECTED = {
     "time_off": set(),
     "end_time_off": {"MB404"},           # removed concurrently
     "range_delete": set(),
+    "reschedule": {"MBA01", "MBS01", "MB404"},  # moved or cancelled concurrently; target taken or deleted
+    "attend": {"MBA01"},                        # recorded concurrently
+    # Keyed bookings: refusals come back as stored outcomes; these two are raised.
+    "keyed": {"MBI01", "MBI02"},                # the key was used for another slot; or is in use right now
 }
+KEYED_REFUSALS = {"MBS01", "MB404"}
 # Operations and their weights: bookings and cancellations race everything else.
 OPERATIONS = {"book": 10, "cancel": 6, "update": 4, "delete": 2, "create": 2, "bulk": 2, "publish": 2,
-              "time_off": 2, "end_time_off": 2, "range_delete": 1}
+              "time_off": 2, "end_time_off": 2, "range_delete": 1,
+              "reschedule": 4, "attend": 1, "keyed": 4}
 LOG_ALARMS = ("deadlock detected", "PANIC", "was terminated by signal", "server process (PID")
 
 
@@ -111,6 +125,14 @@ def setup(conninfo: str) -> People:
                      (practitioner_user, practitioner, Jsonb([{
                          "weekday": WINDOW_START.isoweekday(), "start": WINDOW_START.strftime("%H:%M"),
                          "end": (WINDOW_START + WINDOW_STEPS * GRID).strftime("%H:%M"), "slot_minutes": 30}])))
+        # Booked a day ago, started by now.
+        conn.execute("SELECT booking.set_booking_clock(%s)", (NOW - timedelta(days=1),))
+        for i in range(STARTED):
+            start = NOW - timedelta(hours=20) + i * timedelta(minutes=15)
+            slot = conn.execute("SELECT id FROM booking_api.create_slot(%s, %s, %s, %s)",
+                                (practitioner_user, practitioner, start, start + timedelta(minutes=15))).fetchone()
+            conn.execute("SELECT booking_api.book_slot(%s, %s)", (patient_users[i % PATIENTS], slot["id"]))
+        conn.execute("SELECT booking.set_booking_clock(%s)", (NOW,))
     return People(practitioner_user, practitioner, patient_users)
 
 
@@ -129,13 +151,28 @@ def worker(conninfo: str, people: People, seconds: float, seed: int) -> Result:
             # Targets are chosen from a superuser's view; by the time the call
             # runs, other workers may have changed everything: that is the point.
             slots = [r["id"] for r in look.execute(
-                "SELECT id FROM booking.availability_slots WHERE practitioner_id = %s", (people.practitioner,))]
-            booked = look.execute(
-                "SELECT a.id, p.user_id FROM booking.appointments a JOIN booking.patients p ON p.id = a.patient_id "
+                "SELECT id FROM booking.availability_slots WHERE practitioner_id = %s AND start_time > %s",
+                (people.practitioner, NOW))]
+            appointments = look.execute(
+                "SELECT a.id, a.slot_id, a.start_time, p.user_id FROM booking.appointments a "
+                "JOIN booking.patients p ON p.id = a.patient_id "
                 "WHERE a.practitioner_id = %s AND a.status = 'booked'", (people.practitioner,)).fetchall()
+            booked = [a for a in appointments if a["start_time"] > NOW]
+            started = [a for a in appointments if a["start_time"] <= NOW]
             op = rng.choices(list(OPERATIONS), list(OPERATIONS.values()))[0]
+            if op == "keyed" and slots:
+                keyed(api, rng, people, slots, result)
+                continue
             if op == "book" and slots:
                 call = ("book_slot", (rng.choice(people.patient_users), rng.choice(slots)))
+            elif op == "reschedule" and booked and len(slots) > 1:
+                target = rng.choice(booked)
+                actor = target["user_id"] if rng.random() < 0.7 else people.practitioner_user
+                call = ("reschedule_appointment",
+                        (actor, target["id"], rng.choice([s for s in slots if s != target["slot_id"]])))
+            elif op == "attend" and started:
+                call = (rng.choice(["complete_appointment", "mark_no_show"]),
+                        (people.practitioner_user, rng.choice(started)["id"]))
             elif op == "cancel" and booked:
                 target = rng.choice(booked)
                 actor = target["user_id"] if rng.random() < 0.7 else people.practitioner_user
@@ -189,6 +226,36 @@ def worker(conninfo: str, people: People, seconds: float, seed: int) -> Result:
                 if state not in EXPECTED[op]:
                     result.unexpected.append(f"{op} {state}: {exc}")
     return result
+
+
+def keyed(api: psycopg.Connection, rng: random.Random, people: People, slots: list[int], result: Result) -> None:
+    """A booking through perform_idempotently() with a key from the pool all workers share, often
+    sent twice, as a client does whose first answer got lost."""
+    # The pool turns over every ten seconds, so a long run keeps executing new keys too.
+    key = f"k{int(time.time() // 10)}-{rng.randrange(KEYS)}"
+    user, slot = rng.choice(people.patient_users), rng.choice(slots)
+    for _ in range(2 if rng.random() < 0.5 else 1):
+        keyed_once(api, user, key, slot, result)
+
+
+def keyed_once(api: psycopg.Connection, user: int, key: str, slot: int, result: Result) -> None:
+    try:
+        row = api.execute("SELECT * FROM booking_api.perform_idempotently(%s, %s, 'book_slot', %s)",
+                          (user, key, Jsonb({"slot_id": slot}))).fetchone()
+    except psycopg.Error as exc:
+        state = exc.sqlstate or type(exc).__name__
+        result.counts[f"keyed {state}"] += 1
+        if state not in EXPECTED["keyed"]:
+            result.unexpected.append(f"keyed {state}: {exc}")
+        return
+    if row["replayed"]:
+        result.counts["keyed replayed"] += 1
+    elif row["error_sqlstate"] is None:
+        result.counts["keyed ok"] += 1
+    else:
+        result.counts[f"keyed refused {row['error_sqlstate']}"] += 1
+        if row["error_sqlstate"] not in KEYED_REFUSALS:
+            result.unexpected.append(f"keyed refused {row['error_sqlstate']}: {row['error_message']}")
 
 
 def _run_worker(args: tuple) -> Result:
@@ -272,15 +339,22 @@ def run(conninfo: str, *, seconds: float, workers: int) -> Report:
         facts = conn.execute(
             "SELECT (SELECT count(*) FROM booking.appointments) AS appointments, "
             "(SELECT count(*) FROM booking.appointments WHERE status = 'cancelled') AS cancelled, "
+            "(SELECT count(*) FROM booking.appointments WHERE status IN ('completed', 'no_show')) AS attended, "
             "(SELECT count(*) FROM booking.appointment_history) AS history, "
-            "(SELECT count(*) FROM booking.availability_slots) AS slots").fetchone()
+            "(SELECT count(*) FROM booking.availability_slots) AS slots, "
+            "(SELECT count(*) FROM booking.idempotency_keys) AS keys").fetchone()
         deadlock_count = deadlocks(conn) - deadlocks_before
+    booked = STARTED + counts["book ok"] + counts["keyed ok"] + counts["reschedule ok"]
+    cancelled = counts["cancel ok"] + counts["reschedule ok"]
+    attended = counts["attend ok"]
     expected_facts = {
-        "appointments": counts["book ok"],
-        "cancelled": counts["cancel ok"],
-        "history": counts["book ok"] + counts["cancel ok"],
+        "appointments": booked,
+        "cancelled": cancelled,
+        "attended": attended,
+        "history": booked + cancelled + attended,
         "slots": slots_before + counts["create ok"] + counts["slots created in bulk"] + counts["slots published"]
         - counts["delete ok"] - counts["slots removed by time off"] - counts["slots deleted by range"],
+        "keys": counts["keyed ok"] + sum(n for key, n in counts.items() if key.startswith("keyed refused")),
     }
     mismatches = [f"{key}: database {facts[key]}, successful calls say {value}"
                   for key, value in expected_facts.items() if facts[key] != value]

@@ -9,10 +9,12 @@ CREATE TYPE booking_api.slot AS (
     practitioner_id bigint,
     start_time      timestamptz,
     end_time        timestamptz,
-    status          text
+    status          text,
+    version         bigint
 );
 COMMENT ON TYPE booking_api.slot IS
-    'A slot as callers see it: status is available | booked.';
+    'A slot as callers see it: status is available | booked; version changes with every change of the slot '
+    '(its ETag; pass it as p_if_match to update_slot() and delete_slot()).';
 
 CREATE TYPE booking_api.appointment AS (
     id                  bigint,
@@ -25,19 +27,24 @@ CREATE TYPE booking_api.appointment AS (
     booked_at           timestamptz,
     cancelled_at        timestamptz,
     cancelled_by        bigint,
-    cancellation_reason text
+    cancellation_reason text,
+    rescheduled_from    bigint,
+    rescheduled_to      bigint
 );
 COMMENT ON TYPE booking_api.appointment IS
-    'An appointment as its patient and practitioner see it; slot_id is NULL once a cancelled '
-    'appointment''s slot is deleted.';
+    'An appointment as its patient and practitioner see it: status is booked | cancelled | completed | no_show; '
+    'slot_id is NULL once a cancelled appointment''s slot is deleted; rescheduled_from and rescheduled_to link '
+    'an appointment and the one that replaced it.';
 
 CREATE TYPE booking_api.booking_settings AS (
     practitioner_id     bigint,
     time_zone           text,
-    cancellation_notice interval
+    cancellation_notice interval,
+    version             bigint
 );
 COMMENT ON TYPE booking_api.booking_settings IS
-    'A practitioner''s booking time zone and cancellation notice.';
+    'A practitioner''s booking time zone and cancellation notice; version (0 while never set) is their ETag '
+    '(pass it as p_if_match to set_booking_settings()).';
 
 CREATE OR REPLACE FUNCTION booking.slot_out(p_slot booking.availability_slots)
 RETURNS booking_api.slot
@@ -46,7 +53,7 @@ IMMUTABLE
 SET search_path = pg_catalog, booking, pg_temp
 AS $$
     SELECT ROW(p_slot.id, p_slot.practitioner_id, p_slot.start_time, p_slot.end_time,
-               p_slot.status)::booking_api.slot
+               p_slot.status, p_slot.version)::booking_api.slot
 $$;
 COMMENT ON FUNCTION booking.slot_out(booking.availability_slots) IS
     'The booking_api.slot shape of a slot row.';
@@ -61,7 +68,8 @@ AS $$
     SELECT ROW(p_appointment.id, p_appointment.slot_id, p_appointment.patient_id,
                p_appointment.practitioner_id, p_appointment.status, p_appointment.start_time,
                p_appointment.end_time, p_appointment.booked_at, p_appointment.cancelled_at,
-               p_appointment.cancelled_by, p_appointment.cancellation_reason)::booking_api.appointment
+               p_appointment.cancelled_by, p_appointment.cancellation_reason,
+               p_appointment.rescheduled_from, p_appointment.rescheduled_to)::booking_api.appointment
 $$;
 COMMENT ON FUNCTION booking.appointment_out(booking.appointments) IS
     'The booking_api.appointment shape of an appointment row.';

@@ -2,12 +2,19 @@
    under its patient (MBS03 slot_booked: cancel first), and a slot that has
    started is history. The UPDATE re-checks status = 'available' under the row
    lock, so a booking that commits between the read and the write wins and this
-   call reports slot_booked instead of moving a booked slot. */
+   call reports slot_booked instead of moving a booked slot.
+
+   Optimistic concurrency: with p_if_match (the versions the caller last saw,
+   from the slot's ETag), the change is made only while the slot's version is
+   one of them, else MBP01 precondition_failed and nothing changes. The UPDATE
+   re-checks the version under the row lock, so of two editors holding the same
+   version exactly one succeeds. */
 CREATE OR REPLACE FUNCTION booking_api.update_slot(
     p_actor_user_id bigint,
     p_slot_id       bigint,
     p_start_time    timestamptz DEFAULT NULL,
-    p_end_time      timestamptz DEFAULT NULL
+    p_end_time      timestamptz DEFAULT NULL,
+    p_if_match      bigint[] DEFAULT NULL
 )
 RETURNS booking_api.slot
 LANGUAGE plpgsql
@@ -32,6 +39,7 @@ BEGIN
     END IF;
     PERFORM booking_require_practitioner(p_actor_user_id, v_slot.practitioner_id);
     PERFORM booking_lock_practitioner(v_slot.practitioner_id, true);  -- see 006_booking_lock_practitioner.sql
+    PERFORM booking_require_version(v_slot.version, p_if_match, format('slot_id=%s', p_slot_id));
     IF v_slot.status = 'booked' THEN
         RAISE EXCEPTION 'the slot is booked'
             USING ERRCODE = 'MBS03', DETAIL = format('slot_id=%s', p_slot_id),
@@ -51,6 +59,7 @@ BEGIN
                end_time = coalesce(p_end_time, end_time),
                updated_at = v_now
          WHERE id = p_slot_id AND status = 'available'
+           AND (p_if_match IS NULL OR version = ANY (p_if_match))
         RETURNING * INTO v_updated;
     EXCEPTION WHEN exclusion_violation THEN
         RAISE EXCEPTION 'the slot would overlap another slot of this practitioner'
@@ -58,7 +67,9 @@ BEGIN
                   HINT = 'Choose a time that does not overlap existing slots.';
     END;
     IF v_updated.id IS NULL THEN
-        IF EXISTS (SELECT 1 FROM availability_slots WHERE id = p_slot_id) THEN
+        SELECT * INTO v_slot FROM availability_slots WHERE id = p_slot_id;
+        IF FOUND THEN
+            PERFORM booking_require_version(v_slot.version, p_if_match, format('slot_id=%s', p_slot_id));
             RAISE EXCEPTION 'the slot is booked'
                 USING ERRCODE = 'MBS03', DETAIL = format('slot_id=%s', p_slot_id),
                       HINT = 'Cancel the appointment first, then change the slot.';
@@ -69,8 +80,9 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION booking_api.update_slot(bigint, bigint, timestamptz, timestamptz) IS
-    'Moves or resizes an available future slot (NULL keeps a time). Acting user must own it. '
-    'Errors: MB401, MB403, MB404, MB400, MBS03 slot_booked, MBS04 slot_in_past, MBS05 invalid_time_range, MBS02 slot_overlap.';
-REVOKE ALL ON FUNCTION booking_api.update_slot(bigint, bigint, timestamptz, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION booking_api.update_slot(bigint, bigint, timestamptz, timestamptz) TO medbook_api;
+COMMENT ON FUNCTION booking_api.update_slot(bigint, bigint, timestamptz, timestamptz, bigint[]) IS
+    'Moves or resizes an available future slot (NULL keeps a time). Acting user must own it. With p_if_match, '
+    'only while the slot''s version is one of those given. Errors: MB401, MB403, MB404, MB400, '
+    'MBP01 precondition_failed, MBS03 slot_booked, MBS04 slot_in_past, MBS05 invalid_time_range, MBS02 slot_overlap.';
+REVOKE ALL ON FUNCTION booking_api.update_slot(bigint, bigint, timestamptz, timestamptz, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.update_slot(bigint, bigint, timestamptz, timestamptz, bigint[]) TO medbook_api;

@@ -1,18 +1,12 @@
 /* Why: the heart of the product, and the one place a double booking could be
-   born. How two simultaneous bookings of one slot end with exactly one winner:
-
-   The claim is one statement, UPDATE ... SET status = 'booked' WHERE id = slot
-   AND status = 'available' AND start_time > now. It takes the slot's row lock.
-   A concurrent booker's UPDATE blocks on that lock; when the winner commits,
-   READ COMMITTED re-evaluates the WHERE clause against the committed row
-   (status is now 'booked'), so the loser updates nothing and gets MBS01
-   slot_unavailable. If the winner rolls back instead, the waiter sees
-   'available' and wins. Only the holder of the claim inserts the appointment,
-   so the partial unique index appointments_one_booked_per_slot is a backstop
-   that never fires in normal operation: no unique violation, no deadlock (one
-   row lock, taken first), no serialization failure at READ COMMITTED. A caller
-   running REPEATABLE READ or SERIALIZABLE gets a serialization failure from
-   the blocked UPDATE instead; it is caught and reported as slot_unavailable. */
+   born. The slot is claimed by booking_claim_slot() (070), shared with
+   rescheduling: one conditional UPDATE under the slot's row lock, so of any
+   number of simultaneous bookings exactly one wins and every other gets MBS01
+   slot_unavailable. Only the holder of the claim inserts the appointment, so
+   the partial unique index appointments_one_holder_per_slot is a backstop that
+   never fires in normal operation: no unique violation, no deadlock (one row
+   lock, taken after the practitioner's shared advisory lock), no serialization
+   failure at READ COMMITTED. */
 CREATE OR REPLACE FUNCTION booking_api.book_slot(
     p_actor_user_id bigint,
     p_slot_id       bigint
@@ -44,33 +38,7 @@ BEGIN
         PERFORM booking_lock_practitioner(v_practitioner_id, false);
     END IF;
 
-    IF current_setting('transaction_isolation') = 'read committed' THEN
-        UPDATE availability_slots SET status = 'booked', updated_at = v_now
-         WHERE id = p_slot_id AND status = 'available' AND start_time > v_now
-        RETURNING * INTO v_slot;
-    ELSE
-        BEGIN
-            UPDATE availability_slots SET status = 'booked', updated_at = v_now
-             WHERE id = p_slot_id AND status = 'available' AND start_time > v_now
-            RETURNING * INTO v_slot;
-        EXCEPTION WHEN serialization_failure THEN
-            v_slot := NULL;
-        END;
-    END IF;
-
-    IF v_slot.id IS NULL THEN
-        SELECT * INTO v_slot FROM availability_slots WHERE id = p_slot_id;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'slot not found' USING ERRCODE = 'MB404', DETAIL = format('slot_id=%s', p_slot_id);
-        ELSIF v_slot.start_time <= v_now THEN
-            RAISE EXCEPTION 'the slot has already started'
-                USING ERRCODE = 'MBS04', DETAIL = format('slot_id=%s', p_slot_id),
-                      HINT = 'Choose a slot in the future.';
-        END IF;
-        RAISE EXCEPTION 'the slot is no longer available'
-            USING ERRCODE = 'MBS01', DETAIL = format('slot_id=%s', p_slot_id),
-                  HINT = 'Choose another slot.';
-    END IF;
+    v_slot := booking_claim_slot(p_slot_id, v_now);
 
     INSERT INTO appointments (slot_id, patient_id, practitioner_id, status, start_time, end_time, booked_at)
     VALUES (v_slot.id, v_patient_id, v_slot.practitioner_id, 'booked', v_slot.start_time, v_slot.end_time, v_now)

@@ -1,7 +1,9 @@
 /* Why: cancelling frees the slot in the same transaction, so it can be booked
-   again at once. The window: the patient may cancel until the practitioner's
-   cancellation_notice before the start (default 24 hours), the practitioner
-   until the start; at or after the deadline nobody can (MBA02). Lock order is
+   again at once. The window (booking_require_cancellation_window(), 071): the
+   patient may cancel until the practitioner's cancellation_notice before the
+   start (default 24 hours), the practitioner until the start; at or after the
+   deadline nobody can (MBA02). Only a booked appointment can be cancelled
+   (MBA01 for a cancelled, completed or no-show one). Lock order is
    appointment row, then slot row; booking_api.book_slot() only ever claims an 'available'
    slot, which a slot with a booked appointment is not until this commits, so
    the two never wait on each other in a cycle. Two concurrent cancellations
@@ -20,8 +22,6 @@ AS $$
 DECLARE
     v_now          timestamptz := booking_api.booking_now();
     v_appointment  appointments;
-    v_notice       interval;
-    v_deadline     timestamptz;
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     v_appointment := booking_visible_appointment(p_actor_user_id, p_appointment_id);
@@ -35,19 +35,7 @@ BEGIN
             USING ERRCODE = 'MBA01', DETAIL = format('appointment_id=%s status=%s', p_appointment_id, v_appointment.status);
     END IF;
 
-    IF EXISTS (SELECT 1 FROM patients WHERE id = v_appointment.patient_id AND user_id = p_actor_user_id) THEN
-        SELECT s.cancellation_notice INTO v_notice
-          FROM practitioner_booking_settings s WHERE s.practitioner_id = v_appointment.practitioner_id;
-        v_deadline := v_appointment.start_time - coalesce(v_notice, interval '24 hours');
-    ELSE
-        v_deadline := v_appointment.start_time;
-    END IF;
-    IF v_now >= v_deadline THEN
-        RAISE EXCEPTION 'the cancellation window has closed'
-            USING ERRCODE = 'MBA02',
-                  DETAIL = format('appointment_id=%s deadline=%s', p_appointment_id, v_deadline),
-                  HINT = 'Contact the practitioner.';
-    END IF;
+    PERFORM booking_require_cancellation_window(p_actor_user_id, v_appointment, v_now);
 
     UPDATE appointments
        SET status = 'cancelled', cancelled_at = v_now, cancelled_by = p_actor_user_id,

@@ -1,10 +1,15 @@
-/* Why: a practitioner needs to see who is coming: their booked appointments
-   that have not started, soonest first (appointments_by_practitioner). Only
+/* Why: a practitioner needs to see who is coming (upcoming, the default:
+   booked, not started, soonest first), who came or did not (past), what was
+   cancelled, or everything, latest first; one keyset page at a time
+   (booking_appointment_page(), 073, over appointments_by_practitioner). Only
    the practitioner themself may list them. */
 CREATE OR REPLACE FUNCTION booking_api.list_practitioner_appointments(
-    p_actor_user_id   bigint,
-    p_practitioner_id bigint,
-    p_limit           integer DEFAULT 100
+    p_actor_user_id    bigint,
+    p_practitioner_id  bigint,
+    p_limit            integer DEFAULT 100,
+    p_status           text DEFAULT 'upcoming',
+    p_after_start_time timestamptz DEFAULT NULL,
+    p_after_id         bigint DEFAULT NULL
 )
 RETURNS SETOF booking_api.appointment
 LANGUAGE plpgsql
@@ -15,17 +20,16 @@ AS $$
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     PERFORM booking_require_practitioner(p_actor_user_id, p_practitioner_id);
-    PERFORM booking_require_limit(p_limit);
-    RETURN QUERY
-        SELECT (appointment_out(a)).* FROM appointments a
-         WHERE practitioner_id = p_practitioner_id AND status = 'booked' AND start_time > booking_api.booking_now()
-         ORDER BY start_time
-         LIMIT p_limit;
+    RETURN QUERY SELECT * FROM booking_appointment_page('practitioner_id', p_practitioner_id, p_status, p_limit,
+                                                        p_after_start_time, p_after_id);
 END
 $$;
 
-COMMENT ON FUNCTION booking_api.list_practitioner_appointments(bigint, bigint, integer) IS
-    'Booked appointments of a practitioner that have not started, soonest first (at most p_limit, 1-500). '
-    'Only the practitioner may call it. Errors: MB401, MB403, MB404, MB400.';
-REVOKE ALL ON FUNCTION booking_api.list_practitioner_appointments(bigint, bigint, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION booking_api.list_practitioner_appointments(bigint, bigint, integer) TO medbook_api;
+COMMENT ON FUNCTION booking_api.list_practitioner_appointments(bigint, bigint, integer, text, timestamptz, bigint) IS
+    'A practitioner''s appointments by status: upcoming (default; booked, not started, soonest first), past '
+    '(started or attended), cancelled, or all (latest first); at most p_limit (1-500) after the keyset position '
+    '(p_after_start_time, p_after_id). Only the practitioner may call it. Errors: MB401, MB403, MB404, MB400.';
+REVOKE ALL ON FUNCTION booking_api.list_practitioner_appointments(bigint, bigint, integer, text, timestamptz, bigint)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.list_practitioner_appointments(bigint, bigint, integer, text, timestamptz, bigint)
+    TO medbook_api;

@@ -1,6 +1,7 @@
 /* Why: a practitioner (and the patients browsing them) may read the zone
    their dates are shown in and the cancellation notice that binds patients.
-   A practitioner without a settings row has the defaults. */
+   A practitioner without a settings row has the defaults, at version 0 (the
+   version is the settings' ETag). */
 CREATE OR REPLACE FUNCTION booking_api.get_booking_settings(
     p_actor_user_id   bigint,
     p_practitioner_id bigint
@@ -16,10 +17,10 @@ DECLARE
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     PERFORM booking_require_practitioner_exists(p_practitioner_id);
-    SELECT s.practitioner_id, s.time_zone, s.cancellation_notice INTO v_settings
+    SELECT s.practitioner_id, s.time_zone, s.cancellation_notice, s.version INTO v_settings
       FROM practitioner_booking_settings s WHERE s.practitioner_id = p_practitioner_id;
     IF NOT FOUND THEN
-        v_settings := ROW(p_practitioner_id, 'UTC', interval '24 hours')::booking_api.booking_settings;
+        v_settings := ROW(p_practitioner_id, 'UTC', interval '24 hours', 0)::booking_api.booking_settings;
     END IF;
     RETURN v_settings;
 END

@@ -86,7 +86,7 @@ BEGIN
             SELECT p_practitioner_id, i.s, i.e, v_now, v_now
               FROM unnest(p_start_times, p_end_times) WITH ORDINALITY AS i(s, e, n)
              ORDER BY i.n
-            RETURNING id, practitioner_id, start_time, end_time, status;
+            RETURNING id, practitioner_id, start_time, end_time, status, version;
     EXCEPTION WHEN exclusion_violation THEN
         RAISE EXCEPTION 'the slots overlap another slot of this practitioner'
             USING ERRCODE = 'MBS02', DETAIL = format('practitioner_id=%s', p_practitioner_id),
