@@ -43,6 +43,9 @@ SQLSTATES: dict[str, tuple[int, str]] = {
     "MBI01": (422, "idempotency_key_reused"),
     "MBI02": (409, "idempotency_key_in_use"),
     "MBP01": (412, "precondition_failed"),
+    "MBE01": (400, "unknown_event_type"),
+    "MBE02": (400, "invalid_webhook_url"),
+    "MBE03": (400, "invalid_webhook_secret"),
     # Built-in states a client can provoke through the functions.
     "23P01": (409, "slot_overlap"),
     "23505": (409, "conflict"),

@@ -31,7 +31,8 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 # Documents write types the way psql's \d does.
 TYPE_NAMES = {"int8": "bigint", "int4": "integer", "int2": "smallint", "bool": "boolean",
               "timestamptz": "timestamptz", "timestamp": "timestamp", "text": "text",
-              "interval": "interval", "date": "date", "numeric": "numeric", "float8": "double precision"}
+              "interval": "interval", "date": "date", "numeric": "numeric", "float8": "double precision",
+              "_text": "text array"}
 
 
 def database_relations(conninfo: str) -> dict[str, dict[str, str]]:
