@@ -26,13 +26,17 @@ from api import schema
 BOOKING_TABLES = ["booking.patients", "booking.practitioner_booking_settings", "booking.availability_slots",
                   "booking.appointments", "booking.appointment_history", "booking.booking_clock",
                   "booking.time_zones", "booking.schedule_rules", "booking.time_off_periods", "booking.cursor_key",
-                  "booking.idempotency_keys"]
+                  "booking.idempotency_keys", "booking.event_types", "booking.events",
+                  "booking.webhook_subscriptions", "booking.webhook_deliveries", "booking.webhook_attempts",
+                  "booking.webhook_dispatch", "booking.calendar_tokens"]
 MEDBOOK_TABLES = ["public.users", "public.practitioners"]
 VIEWS = ["booking_reporting.reporting_slot_utilisation", "booking_reporting.reporting_appointment_counts"]
 # Which roles may use which schema (USAGE): exactly what each needs.
 SCHEMA_USAGE = {"medbook_api": {"booking_api"},
                 "medbook_reporting": {"booking_api", "booking_reporting"},
-                "medbook_maintenance": {"booking_api"}}
+                "medbook_maintenance": {"booking_api"},
+                "medbook_events": {"booking_api"},
+                "medbook_webhooks": {"booking_api"}}
 # What medbook_api may execute: the booking_api functions, and nothing else.
 API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "get_slot",
                  "list_available_slots", "book_slot", "cancel_appointment", "get_appointment",
@@ -41,9 +45,13 @@ API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "ge
                  "list_practitioners", "set_schedule", "get_schedule", "publish_schedule", "create_time_off",
                  "list_time_off", "delete_time_off", "create_slots", "delete_slots", "list_slots",
                  "reschedule_appointment", "complete_appointment", "mark_no_show", "list_patient_appointments",
-                 "list_appointment_history", "perform_idempotently"}
+                 "list_appointment_history", "perform_idempotently", "issue_calendar_token", "calendar_feed"}
 REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
 MAINTENANCE_FUNCTIONS = {"purge_idempotency_keys"}
+# The event log's readers and the webhook delivery worker (migration 0009, tests/test_events.py).
+EVENTS_FUNCTIONS = {"read_booking_events", "booking_events_start"}
+WEBHOOKS_FUNCTIONS = {"fan_out_webhook_events", "claim_webhook_deliveries", "record_webhook_attempt",
+                      "release_webhook_deliveries"}
 INSUFFICIENT_PRIVILEGE = "42501"
 
 
@@ -92,7 +100,9 @@ COLUMN = {"patients": "created_at", "practitioner_booking_settings": "updated_at
           "appointment_history": "changed_at", "booking_clock": "frozen_at", "time_zones": "name",
           "users": "name", "practitioners": "bio", "schedule_rules": "slot_minutes",
           "time_off_periods": "reason", "cursor_key": "secret",
-          "idempotency_keys": "error_hint"}
+          "idempotency_keys": "error_hint", "event_types": "description", "events": "type",
+          "webhook_subscriptions": "url", "webhook_deliveries": "attempts", "webhook_attempts": "worker",
+          "webhook_dispatch": "last_event_id", "calendar_tokens": "created_at"}
 
 
 def writes(table: str) -> list[str]:
@@ -307,6 +317,12 @@ def test_ownership_and_execute_grants(admin):
     assert {f["proname"] for f in functions if f["api"]} == API_FUNCTIONS
     assert {f["proname"] for f in functions if f["reporting"]} == REPORTING_FUNCTIONS
     assert {f["proname"] for f in functions if f["maintenance"]} == MAINTENANCE_FUNCTIONS
+    for role, expected in (("medbook_events", EVENTS_FUNCTIONS), ("medbook_webhooks", WEBHOOKS_FUNCTIONS)):
+        granted = admin.execute(
+            "SELECT p.proname FROM pg_proc p WHERE p.pronamespace IN ('booking'::regnamespace, "
+            "'booking_api'::regnamespace) AND pg_get_userbyid(p.proowner) = 'medbook_owner' "
+            "AND has_function_privilege(%s, p.oid, 'EXECUTE')", (role,)).fetchall()
+        assert {f["proname"] for f in granted} == expected, role
     assert not [f["proname"] for f in functions if f["public"]]
     for f in functions:
         if f["prosecdef"]:

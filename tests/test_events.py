@@ -1,0 +1,386 @@
+"""The event log: one event per change of booking state, in the change's transaction.
+
+- every change made through the functions, and every change made directly in
+  psql, appends its event; a rolled-back change leaves none;
+- the payload is the resource exactly as the REST API shows it;
+- a reader's cursor never skips an event that commits late (the test holds a
+  writing transaction open across the reader's polls, then runs many writers
+  against a polling reader);
+- NOTIFY wakes listeners on commit, once per transaction;
+- medbook_events may read events and nothing else; the purge keeps what
+  deliveries still need.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+from conftest import NOW, World, bearer, iso, make_slot, sqlstate
+from psycopg.rows import dict_row
+from test_privileges import INSUFFICIENT_PRIVILEGE, login_role, refused
+
+EVENT_IDS_PER_TRANSACTION = 2**20
+
+
+def events(conn: psycopg.Connection, after: int = 0) -> list[dict]:
+    """Every event after `after`, straight from the table (as the owner), in id order."""
+    return conn.execute("SELECT * FROM booking.events WHERE id > %s ORDER BY id", (after,)).fetchall()
+
+
+def last_event_id(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT coalesce(max(id), 0) AS id FROM booking.events").fetchone()["id"]
+
+
+def read(conn: psycopg.Connection, after: int, limit: int = 500) -> list[dict]:
+    return conn.execute("SELECT * FROM booking_api.read_booking_events(%s, %s)", (after, limit)).fetchall()
+
+
+def kinds(rows: list[dict]) -> list[tuple]:
+    return [(row["type"], row["slot_id"], row["appointment_id"]) for row in rows]
+
+
+@pytest.fixture
+def events_login(admin: psycopg.Connection, db: str) -> Iterator[psycopg.Connection]:
+    yield from login_role(admin, db, "medbook_events")
+
+
+@pytest.fixture
+def webhooks_login(admin: psycopg.Connection, db: str) -> Iterator[psycopg.Connection]:
+    yield from login_role(admin, db, "medbook_webhooks")
+
+
+# Every change, every writer ----------------------------------------------------------
+
+def test_each_change_through_the_functions_appends_its_event(admin, api_conn, world: World):
+    start = last_event_id(admin)
+    slot = make_slot(api_conn, world, NOW + timedelta(days=2))
+    moved = api_conn.execute("SELECT * FROM update_slot(%s, %s, %s, %s)",
+                             (world.practitioner_user, slot["id"], NOW + timedelta(days=2, hours=1),
+                              NOW + timedelta(days=2, hours=2))).fetchone()
+    booked = api_conn.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, slot["id"])).fetchone()
+    api_conn.execute("SELECT * FROM cancel_appointment(%s, %s, 'ill')", (world.patient_user, booked["id"]))
+    api_conn.execute("SELECT * FROM delete_slot(%s, %s)", (world.practitioner_user, slot["id"]))
+
+    logged = events(admin, start)
+    assert kinds(logged) == [("slot.created", slot["id"], None), ("slot.updated", slot["id"], None),
+                             ("appointment.booked", slot["id"], booked["id"]),
+                             ("appointment.cancelled", slot["id"], booked["id"]),
+                             ("slot.deleted", slot["id"], None)]
+    assert {row["practitioner_id"] for row in logged} == {world.practitioner}
+    assert [row["patient_id"] for row in logged] == [None, None, world.patient, world.patient, None]
+    assert all(row["occurred_at"] == NOW for row in logged)
+    assert logged[1]["payload"]["start_time"] == iso(moved["start_time"])
+    assert logged[3]["payload"]["status"] == "cancelled"
+    # A status flip of the slot (booking, cancelling) is the appointment's event, not a slot event.
+    assert len(logged) == 5
+
+
+def test_changes_made_directly_in_psql_append_events(admin, world: World):
+    """A DBA (or another service with table rights) writing the tables gets the same events."""
+    start = last_event_id(admin)
+    slot = admin.execute(
+        "INSERT INTO booking.availability_slots (practitioner_id, start_time, end_time) VALUES (%s, %s, %s) "
+        "RETURNING *", (world.practitioner, NOW + timedelta(days=3), NOW + timedelta(days=3, minutes=45))).fetchone()
+    admin.execute("UPDATE booking.availability_slots SET end_time = end_time + interval '15 minutes' "
+                  "WHERE id = %s", (slot["id"],))
+    admin.execute("UPDATE booking.availability_slots SET updated_at = now() WHERE id = %s", (slot["id"],))
+    with admin.transaction():
+        admin.execute("UPDATE booking.availability_slots SET status = 'booked' WHERE id = %s", (slot["id"],))
+        appointment = admin.execute(
+            "INSERT INTO booking.appointments (slot_id, patient_id, practitioner_id, start_time, end_time, booked_at) "
+            "SELECT id, %s, practitioner_id, start_time, end_time, %s FROM booking.availability_slots "
+            "WHERE id = %s RETURNING *", (world.patient, NOW, slot["id"])).fetchone()
+    with admin.transaction():
+        admin.execute("UPDATE booking.appointments SET status = 'cancelled', cancelled_at = %s, cancelled_by = %s "
+                      "WHERE id = %s", (NOW, world.practitioner_user, appointment["id"]))
+        admin.execute("UPDATE booking.availability_slots SET status = 'available' WHERE id = %s", (slot["id"],))
+    admin.execute("DELETE FROM booking.availability_slots WHERE id = %s", (slot["id"],))
+
+    assert kinds(events(admin, start)) == [
+        ("slot.created", slot["id"], None), ("slot.updated", slot["id"], None),
+        ("appointment.booked", slot["id"], appointment["id"]),
+        ("appointment.cancelled", slot["id"], appointment["id"]),
+        ("slot.deleted", slot["id"], None)]
+    # The cancelled appointment lost its slot (ON DELETE SET NULL): no event of its own.
+    assert admin.execute("SELECT slot_id FROM booking.appointments WHERE id = %s",
+                         (appointment["id"],)).fetchone()["slot_id"] is None
+
+
+def test_a_rolled_back_change_leaves_no_event(admin, world: World):
+    start = last_event_id(admin)
+    with pytest.raises(psycopg.errors.RaiseException), admin.transaction():
+        make_slot(admin, world, NOW + timedelta(days=2))
+        admin.execute("DO $$ BEGIN RAISE EXCEPTION 'changed my mind'; END $$")
+    with admin.transaction():
+        kept = make_slot(admin, world, NOW + timedelta(days=4))
+        with pytest.raises(psycopg.Error), admin.transaction():  # a savepoint rolled back
+            make_slot(admin, world, NOW + timedelta(days=5))
+            admin.execute("SELECT 1 / 0")
+        other = make_slot(admin, world, NOW + timedelta(days=6))
+    assert kinds(events(admin, start)) == [("slot.created", kept["id"], None), ("slot.created", other["id"], None)]
+    # The savepoint's event number was taken back and reused: ids stay dense within a transaction.
+    first, second = events(admin, start)
+    assert second["id"] == first["id"] + 1
+    assert first["id"] % EVENT_IDS_PER_TRANSACTION == 0
+
+
+def test_a_failed_booking_leaves_no_event(admin, api_conn, world: World):
+    slot = make_slot(api_conn, world, NOW + timedelta(days=2))
+    api_conn.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, slot["id"]))
+    start = last_event_id(admin)
+    with sqlstate("MBS01"):
+        api_conn.execute("SELECT * FROM book_slot(%s, %s)", (world.other_patient_user, slot["id"]))
+    assert events(admin, start) == []
+
+
+def test_events_are_append_only_and_typed(admin, world: World):
+    make_slot(admin, world, NOW + timedelta(days=2))
+    event = events(admin)[-1]
+    with sqlstate("23000"):
+        admin.execute("UPDATE booking.events SET type = 'slot.deleted' WHERE id = %s", (event["id"],))
+    with sqlstate("MBE01"):
+        admin.execute("INSERT INTO booking.events (type, occurred_at, payload) VALUES ('slot.exploded', now(), '{}')")
+    with sqlstate("23514"):
+        admin.execute("INSERT INTO booking.events (type, occurred_at, payload) VALUES ('slot.created', now(), '[]')")
+
+
+# The payload is the REST resource ------------------------------------------------------
+
+def test_payloads_equal_the_rest_json(client, admin, world: World):
+    practitioner, patient = bearer(world.practitioner_user), bearer(world.patient_user)
+    start = last_event_id(admin)
+    created = client.post(f"/v1/practitioners/{world.practitioner}/slots", headers=practitioner,
+                          json={"start_time": iso(NOW + timedelta(days=2)),
+                                "end_time": iso(NOW + timedelta(days=2, minutes=30))}).get_json()
+    moved = client.patch(f"/v1/slots/{created['id']}", headers=practitioner,
+                         json={"start_time": "2027-03-03T09:00:00.250000+00:00",
+                               "end_time": "2027-03-03T10:30:00.000001+01:00"}).get_json()
+    booked = client.post("/v1/appointments", headers=patient, json={"slot_id": created["id"]}).get_json()
+    cancelled = client.post(f"/v1/appointments/{booked['id']}/cancel", headers=practitioner,
+                            json={"reason": "clinic closed"}).get_json()
+    assert client.get(f"/v1/appointments/{booked['id']}", headers=patient).get_json() == cancelled
+    gone = client.get(f"/v1/slots/{created['id']}", headers=patient).get_json()
+    assert client.delete(f"/v1/slots/{created['id']}", headers=practitioner).status_code == 204
+
+    payloads = [(row["type"], row["payload"]) for row in events(admin, start)]
+    assert payloads == [("slot.created", created), ("slot.updated", moved), ("appointment.booked", booked),
+                        ("appointment.cancelled", cancelled), ("slot.deleted", gone)]
+    assert moved["start_time"] == "2027-03-03T09:00:00.250000+00:00"  # the microseconds survive as the API writes them
+
+
+def test_payload_of_a_psql_change_equals_what_the_api_then_shows(client, admin, world: World):
+    slot = admin.execute(
+        "INSERT INTO booking.availability_slots (practitioner_id, start_time, end_time) "
+        "VALUES (%s, '2027-03-04 10:00:00.000100+05', '2027-03-04 10:20:00+05') RETURNING id",
+        (world.practitioner,)).fetchone()
+    shown = client.get(f"/v1/slots/{slot['id']}", headers=bearer(world.patient_user)).get_json()
+    assert events(admin)[-1]["payload"] == shown
+
+
+# A cursor never skips an event -----------------------------------------------------------
+
+def test_a_reader_does_not_pass_an_open_transactions_event(db, admin, world: World):
+    """The transaction that started first writes its event last and commits last."""
+    cursor = last_event_id(admin)
+    with psycopg.connect(db, row_factory=dict_row) as slow, psycopg.connect(db, row_factory=dict_row) as fast:
+        slow.execute("SELECT pg_current_xact_id()")          # the older transaction
+        fast_slot = make_slot(fast, world, NOW + timedelta(days=2))
+        fast.commit()                                         # a younger one commits first
+        # Its event is committed (a naive "id > cursor" reader would return it and move past
+        # the older transaction's event to come), but the reader does not move past the open one.
+        assert [row["slot_id"] for row in events(admin, cursor)] == [fast_slot["id"]]
+        assert read(admin, cursor) == []
+        slow_slot = make_slot(slow, world, NOW + timedelta(days=3))
+        assert read(admin, cursor) == []
+        slow.commit()
+    seen = read(admin, cursor)
+    assert kinds(seen) == [("slot.created", slow_slot["id"], None), ("slot.created", fast_slot["id"], None)]
+    assert [row["id"] for row in seen] == sorted(row["id"] for row in seen)
+    # Nothing can appear below the last id seen any more.
+    assert read(admin, seen[-1]["id"]) == []
+
+
+def test_a_reader_waits_for_an_open_writer_then_sees_its_event(db, admin, world: World):
+    cursor = last_event_id(admin)
+    with psycopg.connect(db, row_factory=dict_row) as writer:
+        open_slot = make_slot(writer, world, NOW + timedelta(days=2))   # uncommitted
+        # committed, but younger (another practitioner: create_slot locks the first one's slots)
+        later = make_slot(admin, world, NOW + timedelta(days=3), practitioner="other_practitioner")
+        assert read(admin, cursor) == []
+        writer.commit()
+    assert [row["slot_id"] for row in read(admin, cursor)] == [open_slot["id"], later["id"]]
+
+
+def test_a_writer_does_not_read_its_own_uncommitted_events(db, admin, world: World):
+    cursor = last_event_id(admin)
+    with psycopg.connect(db, row_factory=dict_row) as writer:
+        make_slot(writer, world, NOW + timedelta(days=2))
+        assert read(writer, cursor) == []
+        writer.rollback()
+    assert read(admin, cursor) == []
+
+
+@pytest.mark.slow
+def test_a_polling_reader_sees_every_committed_event_exactly_once_in_order(db, admin, world: World):
+    """Writers with transactions of random length and random outcome; a reader polls all along.
+
+    The reader never gets an id at or below its cursor, and at the end it has seen exactly
+    the events that committed, in id order."""
+    start = last_event_id(admin)
+    stop = threading.Event()
+    seen: list[int] = []
+    failures: list[BaseException] = []
+
+    def reader() -> None:
+        cursor = start
+        try:
+            with psycopg.connect(db, autocommit=True, row_factory=dict_row) as conn:
+                while True:
+                    done = stop.is_set()
+                    for row in read(conn, cursor, 50):
+                        assert row["id"] > cursor
+                        cursor = row["id"]
+                        seen.append(cursor)
+                    if done:
+                        return
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    def writer(index: int) -> None:
+        rng = random.Random(index)
+        try:
+            with psycopg.connect(db, row_factory=dict_row) as conn:
+                for n in range(12):
+                    conn.execute("SELECT pg_current_xact_id()")
+                    time.sleep(rng.random() * 0.02)
+                    for k in range(rng.randint(1, 3)):
+                        start_at = NOW + timedelta(days=10 + index, hours=n, minutes=10 * k)
+                        conn.execute("INSERT INTO booking.availability_slots (practitioner_id, start_time, end_time) "
+                                     "VALUES (%s, %s, %s)", (world.practitioner, start_at,
+                                                             start_at + timedelta(minutes=5)))
+                        time.sleep(rng.random() * 0.01)
+                    conn.rollback() if rng.random() < 0.2 else conn.commit()
+        except BaseException as exc:
+            failures.append(exc)
+
+    reading = threading.Thread(target=reader)
+    reading.start()
+    writers = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    reading.join(30)
+    assert not failures, failures
+    committed = [row["id"] for row in events(admin, start)]
+    assert len(committed) > 20
+    assert seen == committed
+
+
+def test_the_start_cursor_skips_history_but_nothing_to_come(db, admin, events_login, world: World):
+    make_slot(admin, world, NOW + timedelta(days=2))
+    with psycopg.connect(db, row_factory=dict_row) as writer:
+        pending = make_slot(writer, world, NOW + timedelta(days=3))
+        start = events_login.execute("SELECT booking_api.booking_events_start() AS id").fetchone()["id"]
+        writer.commit()
+    assert [row["slot_id"] for row in read(events_login, start)] == [pending["id"]]
+
+
+def test_read_limits(admin, world: World):
+    for day in range(3):
+        make_slot(admin, world, NOW + timedelta(days=2 + day))
+    assert len(read(admin, 0, 2)) == 2
+    assert read(admin, None, 500) == read(admin, 0, 500)
+    for bad in (0, 501, None):
+        with sqlstate("MB400"):
+            read(admin, 0, bad)
+
+
+# NOTIFY ------------------------------------------------------------------------------------
+
+def test_notify_wakes_listeners_once_per_committed_transaction(db, admin, world: World):
+    with psycopg.connect(db, autocommit=True) as listener, psycopg.connect(db, row_factory=dict_row) as writer:
+        listener.execute("LISTEN booking_events")
+        make_slot(writer, world, NOW + timedelta(days=2))
+        make_slot(writer, world, NOW + timedelta(days=3))
+        xid = writer.execute("SELECT pg_current_xact_id()::text AS x").fetchone()["x"]
+        assert list(listener.notifies(timeout=0.3)) == []          # nothing before the commit
+        writer.commit()
+        received = list(listener.notifies(timeout=2, stop_after=1))
+        assert [(n.channel, n.payload) for n in received] == [("booking_events", xid)]
+        assert list(listener.notifies(timeout=0.3)) == []          # one per transaction
+        make_slot(writer, world, NOW + timedelta(days=4))
+        writer.rollback()
+        assert list(listener.notifies(timeout=0.3)) == []          # none for a rollback
+
+
+# Who may read --------------------------------------------------------------------------------
+
+def test_events_role_reads_events_and_nothing_else(events_login, admin, world: World):
+    slot = make_slot(admin, world, NOW + timedelta(days=2))
+    rows = read(events_login, 0)
+    assert kinds(rows) == [("slot.created", slot["id"], None)]
+    assert rows[0]["payload"]["id"] == slot["id"]
+    for table in ("booking.events", "booking.availability_slots", "booking.appointments", "booking.patients",
+                  "booking.webhook_subscriptions", "booking.webhook_deliveries", "booking.calendar_tokens",
+                  "public.users"):
+        assert refused(events_login, f"SELECT * FROM {table}") == INSUFFICIENT_PRIVILEGE, table
+    for statement in ("SELECT * FROM booking_api.get_slot(1, 1)", "SELECT * FROM booking_api.book_slot(1, 1)",
+                      "SELECT booking_api.fan_out_webhook_events(10)",
+                      "SELECT * FROM booking_api.list_webhook_subscriptions()",
+                      "SELECT booking_api.purge_booking_events(interval '1 day')",
+                      "SELECT * FROM booking_api.check_booking_invariants()",
+                      "SELECT booking.booking_events_horizon()",
+                      "INSERT INTO booking.events (type, occurred_at, payload) VALUES ('slot.created', now(), '{}')"):
+        assert refused(events_login, statement) == INSUFFICIENT_PRIVILEGE, statement
+
+
+def test_webhooks_role_runs_the_worker_functions_only(webhooks_login, admin):
+    assert webhooks_login.execute("SELECT booking_api.fan_out_webhook_events(10) AS n").fetchone()["n"] == 0
+    assert webhooks_login.execute("SELECT * FROM booking_api.claim_webhook_deliveries(1, 1, '1 minute')"
+                                  ).fetchall() == []
+    for statement in ("SELECT * FROM booking.webhook_subscriptions", "SELECT * FROM booking.events",
+                      "SELECT * FROM booking_api.read_booking_events(0, 10)",
+                      "SELECT * FROM booking_api.add_webhook_subscription('https://example.com/')",
+                      "SELECT * FROM booking_api.list_webhook_subscriptions()",
+                      "SELECT * FROM booking_api.get_slot(1, 1)"):
+        assert refused(webhooks_login, statement) == INSUFFICIENT_PRIVILEGE, statement
+
+
+def test_api_role_cannot_read_events(api_conn):
+    assert refused(api_conn, "SELECT * FROM booking_api.read_booking_events(0, 10)") == INSUFFICIENT_PRIVILEGE
+    assert refused(api_conn, "SELECT booking_api.fan_out_webhook_events(10)") == INSUFFICIENT_PRIVILEGE
+
+
+# Retention -------------------------------------------------------------------------------------
+
+def test_purge_deletes_old_events_but_not_what_a_delivery_awaits(admin, world: World):
+    from conftest import set_clock
+
+    old = make_slot(admin, world, NOW + timedelta(days=2))
+    waiting = make_slot(admin, world, NOW + timedelta(days=3))
+    subscription = admin.execute("SELECT * FROM add_webhook_subscription('https://example.com/hook', "
+                                 "ARRAY['slot.deleted'])").fetchone()
+    admin.execute("SELECT * FROM delete_slot(%s, %s)", (world.practitioner_user, waiting["id"]))
+    assert admin.execute("SELECT fan_out_webhook_events(100) AS n").fetchone()["n"] == 3
+    assert admin.execute("SELECT count(*) AS n FROM booking.webhook_deliveries").fetchone()["n"] == 1
+
+    set_clock(admin, NOW + timedelta(days=40))
+    recent = make_slot(admin, world, NOW + timedelta(days=42))
+    assert admin.execute("SELECT purge_booking_events(interval '30 days') AS n").fetchone()["n"] == 2
+    assert kinds(events(admin)) == [("slot.deleted", waiting["id"], None), ("slot.created", recent["id"], None)]
+    admin.execute("UPDATE booking.webhook_deliveries SET status = 'delivered', finished_at = now()")
+    assert admin.execute("SELECT purge_booking_events(interval '30 days', 1) AS n").fetchone()["n"] == 1
+    assert admin.execute("SELECT count(*) AS n FROM booking.webhook_deliveries").fetchone()["n"] == 0
+    assert old["id"] and subscription["id"]
+    for bad in ("SELECT purge_booking_events(NULL)", "SELECT purge_booking_events(interval '-1 day')",
+                "SELECT purge_booking_events(interval '1 day', 0)"):
+        with sqlstate("MB400"):
+            admin.execute(bad)
