@@ -8,11 +8,15 @@
     medbook publish   publish every practitioner's weekly schedule --days N ahead (default 28)
     medbook demo      load the demo practitioner, patients and slots
     medbook psql      open psql on the database
+    medbook webhooks  add | list | enable | disable | remove subscriptions; run the delivery
+                      worker; receive (a local receiver that prints what arrives)
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import secrets
 import shlex
@@ -20,12 +24,14 @@ import shutil
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import dict_row
 
-from . import auth, demo, schema
+from . import auth, demo, schema, webhook_http, webhook_receiver, webhooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,6 +128,19 @@ def walkthrough(people: demo.Demo, secret: str, base: str) -> str:
     ])
 
 
+def webhook_walkthrough() -> str:
+    """How to watch the worker deliver: a local receiver and a subscription to it."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    return "\n".join([
+        "Webhooks: the delivery worker runs beside the API (private targets allowed for development).",
+        "Watch deliveries arrive, signature checked, in a second shell:",
+        f"  .venv/bin/medbook webhooks receive --port 9000 --secret {secret}",
+        "and subscribe it to every event (then book or cancel above):",
+        f"  .venv/bin/medbook webhooks add http://127.0.0.1:9000/hook --secret {secret}",
+        "",
+    ])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     url = database_url()
     applied = schema.migrate(url)
@@ -132,16 +151,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         people = demo.load(url)
         print("demo data loaded", flush=True)
     print(walkthrough(people, secret, args.bind), flush=True)
-    env = {"MEDBOOK_LOG_FORMAT": "text", **os.environ, "DATABASE_URL": url, "MEDBOOK_JWT_SECRET": secret,
-           "PROMETHEUS_MULTIPROC_DIR": metrics_dir()}
+    print(webhook_walkthrough(), flush=True)
+    env = {"MEDBOOK_LOG_FORMAT": "text", "MEDBOOK_WEBHOOK_ALLOW_PRIVATE": "1", **os.environ, "DATABASE_URL": url,
+           "MEDBOOK_JWT_SECRET": secret, "PROMETHEUS_MULTIPROC_DIR": metrics_dir()}
     server = subprocess.Popen(gunicorn_argv(args.bind), env=env, cwd=ROOT)  # noqa: S603
+    worker = subprocess.Popen([sys.executable, "-m", "api.cli", "webhooks", "run"], env=env, cwd=ROOT)
 
     def forward(signum, _frame):
         server.send_signal(signum)
+        worker.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return server.wait()
+    status = server.wait()
+    if worker.poll() is None:
+        worker.terminate()
+    worker.wait()
+    return status
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -198,6 +224,66 @@ def cmd_psql(args: argparse.Namespace) -> int:
     return subprocess.call([psql, url, *args.psql_args])  # noqa: S603
 
 
+def _json_value(value):
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _owner_call(query: str, params: tuple = ()) -> list[dict]:
+    """Runs an owner-side function with DATABASE_URL's (owner or superuser) rights."""
+    with psycopg.connect(database_url(), autocommit=True, row_factory=dict_row) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """medbook webhooks add|list|enable|disable|remove|run|receive."""
+    try:
+        if args.action == "add":
+            settings = webhooks.Settings.from_env()
+            webhook_http.resolve(args.url, allow_private=settings.allow_private)
+            events = [e.strip() for e in args.events.split(",") if e.strip()] if args.events is not None else None
+            row = _owner_call("SELECT * FROM booking_api.add_webhook_subscription(%s, %s, %s)",
+                              (args.url, events, args.secret))[0]
+            print(json.dumps({"id": row["id"], "url": row["url"], "events": row["event_types"],
+                              "secret": row["secret"]}))
+        elif args.action == "list":
+            rows = _owner_call("SELECT * FROM booking_api.list_webhook_subscriptions()")
+            print(json.dumps([{k: _json_value(v) for k, v in row.items()} for row in rows], indent=2))
+        elif args.action in ("enable", "disable"):
+            _owner_call("SELECT booking_api.set_webhook_subscription_enabled(%s, %s)",
+                        (args.subscription_id, args.action == "enable"))
+            print(f"subscription {args.subscription_id} {args.action}d")
+        elif args.action == "remove":
+            _owner_call("SELECT booking_api.remove_webhook_subscription(%s)", (args.subscription_id,))
+            print(f"subscription {args.subscription_id} removed")
+        elif args.action == "run":
+            return run_worker()
+        elif args.action == "receive":
+            webhook_receiver.serve(args.port, args.secret)
+    except webhook_http.TargetRefusedError as exc:
+        print(f"medbook webhooks: refused: {exc} (MEDBOOK_WEBHOOK_ALLOW_PRIVATE=1 allows private targets "
+              "for development)", file=sys.stderr)
+        return 2
+    except psycopg.Error as exc:
+        if not (exc.sqlstate or "").startswith("MB"):
+            raise
+        print(f"medbook webhooks: {exc.diag.message_primary} ({exc.sqlstate})", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_worker() -> int:
+    """The delivery worker until SIGTERM or SIGINT (it finishes the request in flight first)."""
+    from .observability import configure_logging
+
+    configure_logging(os.environ.get("MEDBOOK_LOG_FORMAT", "json"))
+    worker = webhooks.Worker(database_url(), webhooks.Settings.from_env())
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker.run(stop)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medbook", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -220,6 +306,21 @@ def main(argv: list[str] | None = None) -> int:
     psql = sub.add_parser("psql", help="psql on the booking database")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER)
     psql.set_defaults(func=cmd_psql)
+    hooks = sub.add_parser("webhooks", help="webhook subscriptions and the delivery worker")
+    hooks.set_defaults(func=cmd_webhooks)
+    actions = hooks.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="subscribe a URL; prints {id, url, events, secret} as JSON")
+    add.add_argument("url")
+    add.add_argument("--events", help="comma-separated event types (default: all)")
+    add.add_argument("--secret", help="whsec_... (default: a new random secret)")
+    actions.add_parser("list", help="subscriptions (without secrets) and their delivery counts")
+    for action in ("enable", "disable", "remove"):
+        one = actions.add_parser(action, help=f"{action} a subscription")
+        one.add_argument("subscription_id", type=int)
+    actions.add_parser("run", help="the delivery worker (until SIGTERM)")
+    receive = actions.add_parser("receive", help="a local receiver that prints webhooks (development)")
+    receive.add_argument("--port", type=int, default=9000)
+    receive.add_argument("--secret", help="verify signatures with this whsec_ secret")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["psql"]:
         # argparse would read psql's own options (-c ...) as ours: pass them through untouched.
