@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 
-from . import appointments, directory, docs, errors, observability, practitioners, schedules, slots
+from . import appointments, directory, docs, errors, feeds, observability, practitioners, schedules, slots
 from .db import Database, prepare_threshold, switch
 
 log = logging.getLogger("medbook.api")
@@ -30,6 +30,7 @@ DEFAULTS: dict[str, tuple[str, Any]] = {
     "METRICS": ("MEDBOOK_METRICS", "off"),
     "TRANSACTION_POOLING": ("MEDBOOK_TRANSACTION_POOLING", "off"),
     "PREPARED_STATEMENTS": ("MEDBOOK_PREPARED_STATEMENTS", "on"),
+    "PUBLIC_URL": ("MEDBOOK_PUBLIC_URL", None),
 }
 
 
@@ -98,6 +99,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(practitioners.bp)
     app.register_blueprint(directory.bp)
     app.register_blueprint(schedules.bp)
+    app.register_blueprint(feeds.bp)
     app.register_blueprint(docs.bp)
     errors.register(app)
     observability.init_app(app)

@@ -44,7 +44,10 @@ class ContractViolationError(AssertionError):
 @cache
 def openapi() -> OpenAPI:
     # RFC 9457 bodies are JSON; openapi-core only knows application/json by name.
-    config = Config(extra_media_type_deserializers={"application/problem+json": json.loads})
+    # iCalendar feeds are text, like the text/plain and text/html openapi-core knows.
+    config = Config(extra_media_type_deserializers={
+        "application/problem+json": json.loads,
+        "text/calendar": lambda data: data.decode("utf-8") if isinstance(data, bytes) else data})
     return OpenAPI.from_dict(openapi_document(), config=config)
 
 
