@@ -22,7 +22,7 @@ CREATE OR REPLACE FUNCTION booking_api.claim_webhook_deliveries(
 )
 RETURNS TABLE (delivery_id bigint, lease_token uuid, leased_until timestamptz, subscription_id bigint,
                url text, secret text, event_id bigint, event_type text, occurred_at timestamptz,
-               payload jsonb, attempt integer)
+               payload jsonb, attempt bigint)
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
@@ -33,7 +33,7 @@ DECLARE
     v_token   uuid := gen_random_uuid();
     v_sub     bigint;
     v_head    webhook_deliveries;
-    v_claimed bigint[] := '{}';
+    v_claimed bigint[] := ARRAY[]::bigint[];
     v_ids     bigint[];
 BEGIN
     IF p_max_subscriptions IS NULL OR p_max_subscriptions < 1 OR p_batch IS NULL OR p_batch < 1

@@ -5,6 +5,7 @@
 -- previous release (it drops every booking function before re-creating its own).
 
 SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '60s';
 
 REVOKE USAGE ON SCHEMA booking_api FROM medbook_events, medbook_webhooks;
 
@@ -12,6 +13,8 @@ SET LOCAL ROLE medbook_owner;
 
 DROP TRIGGER appointments_record_event ON booking.appointments;
 DROP TRIGGER availability_slots_record_event ON booking.availability_slots;
+-- Dropping them is what rolling back the migration that created them is for.
+-- squawk-ignore ban-drop-table
 DROP TABLE booking.calendar_tokens, booking.webhook_dispatch, booking.webhook_attempts,
     booking.webhook_deliveries, booking.webhook_subscriptions, booking.events, booking.event_types;
 DROP FUNCTION booking.booking_record_appointment_event(), booking.booking_record_slot_event(),
