@@ -1,5 +1,9 @@
 """The webhook delivery worker (`medbook webhooks run`): event log -> signed POSTs.
 
+A relay thread sends NOTIFY booking_events (payload: the highest readable
+event id) a few times a second when new events became readable, for this
+worker and for every other listener (booking transactions do not notify).
+
 Each loop: fan new final events out into per-subscription deliveries
 (fan_out_webhook_events), claim due deliveries under a lease
 (claim_webhook_deliveries), POST each one in event order, record every
@@ -58,6 +62,7 @@ class Settings:
     retry_window: float = field(default=24 * 3600.0, metadata={"env": "MEDBOOK_WEBHOOK_RETRY_WINDOW_SECONDS"})
     lease: float = field(default=60.0, metadata={"env": "MEDBOOK_WEBHOOK_LEASE_SECONDS"})
     poll: float = field(default=1.0, metadata={"env": "MEDBOOK_WEBHOOK_POLL_SECONDS"})
+    relay: float = field(default=0.2, metadata={"env": "MEDBOOK_EVENTS_RELAY_SECONDS"})
     batch: int = field(default=20, metadata={"env": "MEDBOOK_WEBHOOK_BATCH"})
     max_subscriptions: int = field(default=10, metadata={"env": "MEDBOOK_WEBHOOK_MAX_SUBSCRIPTIONS"})
     max_response_bytes: int = field(default=65536, metadata={"env": "MEDBOOK_WEBHOOK_MAX_RESPONSE_BYTES"})
@@ -175,9 +180,29 @@ class Worker:
         self.fan_out(conn)
         return self.deliver_due(conn, stop or threading.Event())
 
+    def relay(self, stop: threading.Event) -> None:
+        """NOTIFY booking_events whenever new events became readable (every `relay` seconds; 0: never).
+
+        Booking transactions do not notify (it would serialise their commits on
+        PostgreSQL's notify lock); this thread does it for them, for this
+        worker's own loop and for every other listener.
+        """
+        last: int | None = None
+        while self.settings.relay > 0 and not stop.is_set():
+            try:
+                with self.connect() as conn:
+                    while not stop.is_set():
+                        last = conn.execute("SELECT booking_api.notify_booking_events(%s) AS id",
+                                            (last,)).fetchone()["id"]
+                        stop.wait(self.settings.relay)
+            except psycopg.OperationalError:
+                stop.wait(1.0)
+
     def run(self, stop: threading.Event) -> None:
         """Delivers until stop is set; survives database restarts (reconnects)."""
         log.info("webhook worker started", extra={"worker": self.name})
+        relay = threading.Thread(target=self.relay, args=(stop,), name="medbook-events-relay", daemon=True)
+        relay.start()
         failures = 0
         while not stop.is_set():
             try:
@@ -193,4 +218,5 @@ class Worker:
                 log.warning("webhook worker lost the database; reconnecting",
                             extra={"worker": self.name, "sqlstate": exc.sqlstate})
                 stop.wait(min(2.0 ** failures / 4, 5.0))
+        relay.join(5)
         log.info("webhook worker stopped", extra={"worker": self.name})

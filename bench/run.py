@@ -11,7 +11,9 @@ same server, so the ratios mean something on a noisy, shared machine:
   5b. the practitioner directory (booking_api.list_practitioners): latency per filter, and its plans;
   6. HTTP: the real app under gunicorn (authentication on), driven by wrk, against a
      bare Flask endpoint calling the same function and a direct book_slot run just before;
-  7. resident memory of a gunicorn worker after the HTTP run.
+  7. resident memory of a gunicorn worker after the HTTP run;
+  8. the event log's cost: book_slot with and without its event trigger, paired runs;
+  9. webhooks: one delivery worker's throughput against a local receiver.
 
 Runs are interleaved (baseline, booking, baseline, booking, ...) and each
 figure is the median of --reps runs. Without DATABASE_URL a private
@@ -48,6 +50,7 @@ from stages.common import BENCH, FULL, ROOT, SMOKE, Sizes, bench_database, libpq
 from stages.data import load_data, prebook
 from stages.direct import cancel_runs, direct_runs, list_latency, list_plan
 from stages.directory import directory_stage
+from stages.events import event_log_cost, webhook_throughput
 from stages.hot_slot import hot_slot
 from stages.http import http_runs
 from stages.report import goals, plot, ratios_within_run, report, summarise
@@ -117,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
 
         log("practitioner directory")
         directory = directory_stage(conninfo, sizes)
+        log("events: book_slot with and without the event trigger")
+        event_cost, cursor = event_log_cost(conninfo, sizes, cursor, limit)
+        log(f"webhooks: one worker, {sizes.webhook_events} events to a local receiver")
+        webhook = webhook_throughput(conninfo, sizes)
 
         http: dict[str, Any] = {"skipped": "--no-http"}
         if not args.no_http:
@@ -145,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "list_available_slots": listing,
         "hot_slot": hot,
         "directory": directory,
+        "events": {"book_slot": event_cost, "webhooks": webhook},
     }
     if "skipped" in http:
         results["http"] = http

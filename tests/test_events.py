@@ -6,7 +6,8 @@
 - a reader's cursor never skips an event that commits late (the test holds a
   writing transaction open across the reader's polls, then runs many writers
   against a polling reader);
-- NOTIFY wakes listeners on commit, once per transaction;
+- NOTIFY (from the relay, never from a booking transaction) tells listeners which
+  events became readable;
 - medbook_events may read events and nothing else; the purge keeps what
   deliveries still need.
 """
@@ -21,9 +22,11 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from conftest import NOW, World, bearer, iso, make_slot, sqlstate
+from conftest import NOW, World, bearer, iso, make_slot, set_clock, sqlstate, without_search_path
 from psycopg.rows import dict_row
 from test_privileges import INSUFFICIENT_PRIVILEGE, login_role, refused
+
+from api.webhooks import Settings, Worker
 
 EVENT_IDS_PER_TRANSACTION = 2**20
 
@@ -305,20 +308,71 @@ def test_read_limits(admin, world: World):
 
 # NOTIFY ------------------------------------------------------------------------------------
 
-def test_notify_wakes_listeners_once_per_committed_transaction(db, admin, world: World):
-    with psycopg.connect(db, autocommit=True) as listener, psycopg.connect(db, row_factory=dict_row) as writer:
+def relay(conn: psycopg.Connection, after: int | None) -> int | None:
+    """One call of the relay, as each webhook worker's relay thread makes it a few times a second."""
+    return conn.execute("SELECT booking_api.notify_booking_events(%s) AS id", (after,)).fetchone()["id"]
+
+
+def notifications(listener: psycopg.Connection, timeout: float = 0.3) -> list[tuple[str, str]]:
+    return [(n.channel, n.payload) for n in listener.notifies(timeout=timeout)]
+
+
+def test_notify_tells_listeners_which_events_became_readable(db, admin, world: World):
+    start = last_event_id(admin)
+    with psycopg.connect(db, autocommit=True) as listener, psycopg.connect(db, row_factory=dict_row) as writer, \
+            psycopg.connect(db, autocommit=True, row_factory=dict_row) as relaying:
         listener.execute("LISTEN booking_events")
+        last = relay(relaying, start)
+        assert last == start and notifications(listener) == []          # nothing new: no notification
         make_slot(writer, world, NOW + timedelta(days=2))
         make_slot(writer, world, NOW + timedelta(days=3))
-        xid = writer.execute("SELECT pg_current_xact_id()::text AS x").fetchone()["x"]
-        assert list(listener.notifies(timeout=0.3)) == []          # nothing before the commit
+        last = relay(relaying, last)
+        assert last == start and notifications(listener) == []          # not committed: nothing readable
         writer.commit()
-        received = list(listener.notifies(timeout=2, stop_after=1))
-        assert [(n.channel, n.payload) for n in received] == [("booking_events", xid)]
-        assert list(listener.notifies(timeout=0.3)) == []          # one per transaction
+        newest = last_event_id(admin)
+        last = relay(relaying, last)
+        assert last == newest
+        assert notifications(listener, 2) == [("booking_events", str(newest))]   # one, with the highest id
+        assert relay(relaying, last) == last and notifications(listener) == []   # and only once
         make_slot(writer, world, NOW + timedelta(days=4))
         writer.rollback()
-        assert list(listener.notifies(timeout=0.3)) == []          # none for a rollback
+        assert relay(relaying, last) == last and notifications(listener) == []   # none for a rollback
+
+        # An older open transaction holds the horizon: no notification until it ends.
+        with psycopg.connect(db, row_factory=dict_row) as older:
+            older.execute("SELECT pg_current_xact_id()")
+            make_slot(admin, world, NOW + timedelta(days=5))
+            assert relay(relaying, last) == last and notifications(listener) == []
+        newest = last_event_id(admin)
+        assert relay(relaying, last) == newest
+        assert notifications(listener, 2) == [("booking_events", str(newest))]
+
+
+def test_booking_transactions_do_not_notify(db, admin, world: World):
+    """A NOTIFY per booking would serialise every commit on PostgreSQL's notify lock."""
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute("LISTEN booking_events")
+        slot = make_slot(admin, world, NOW + timedelta(days=2))
+        admin.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, slot["id"]))
+        assert notifications(listener, 0.5) == []
+
+
+def test_a_worker_relays_notifications(db, admin, world: World):
+    stop = threading.Event()
+    worker = Worker(without_search_path(db), Settings(relay=0.05, poll=0.05), name="relay-test")
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute("LISTEN booking_events")
+        thread = threading.Thread(target=worker.relay, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            notifications(listener, 0.5)                       # the relay's first call may announce history
+            make_slot(admin, world, NOW + timedelta(days=2))
+            newest = last_event_id(admin)
+            received = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+        finally:
+            stop.set()
+            thread.join(5)
+    assert received == [str(newest)]
 
 
 # Who may read --------------------------------------------------------------------------------
@@ -362,8 +416,6 @@ def test_api_role_cannot_read_events(api_conn):
 # Retention -------------------------------------------------------------------------------------
 
 def test_purge_deletes_old_events_but_not_what_a_delivery_awaits(admin, world: World):
-    from conftest import set_clock
-
     old = make_slot(admin, world, NOW + timedelta(days=2))
     waiting = make_slot(admin, world, NOW + timedelta(days=3))
     subscription = admin.execute("SELECT * FROM add_webhook_subscription('https://example.com/hook', "

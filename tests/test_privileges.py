@@ -51,7 +51,7 @@ MAINTENANCE_FUNCTIONS = {"purge_idempotency_keys"}
 # The event log's readers and the webhook delivery worker (migration 0009, tests/test_events.py).
 EVENTS_FUNCTIONS = {"read_booking_events", "booking_events_start"}
 WEBHOOKS_FUNCTIONS = {"fan_out_webhook_events", "claim_webhook_deliveries", "record_webhook_attempt",
-                      "release_webhook_deliveries"}
+                      "release_webhook_deliveries", "notify_booking_events"}
 INSUFFICIENT_PRIVILEGE = "42501"
 
 

@@ -43,6 +43,7 @@ class Sizes:
     hot_rounds: int
     http_seconds: int
     pgbench_scale: int
+    webhook_events: int = 2_000
 
     @property
     def slots(self) -> int:
@@ -52,7 +53,7 @@ class Sizes:
 FULL = Sizes(practitioners=10_000, days=12, patients=1_000, clients=(1, 8, 32), reps=3, seconds=10,
              list_seconds=5, hot_clients=64, hot_rounds=1_000, http_seconds=10, pgbench_scale=10)
 SMOKE = Sizes(practitioners=500, days=12, patients=50, clients=(1, 4), reps=1, seconds=1,
-              list_seconds=1, hot_clients=8, hot_rounds=20, http_seconds=1, pgbench_scale=1)
+              list_seconds=1, hot_clients=8, hot_rounds=20, http_seconds=1, pgbench_scale=1, webhook_events=100)
 
 
 def log(message: str) -> None:

@@ -58,6 +58,14 @@ def report(results: dict[str, Any]) -> str:
                  f"{hs['rounds'] - hs['rounds_without_exactly_one_winner']} rounds with exactly one winner, "
                  f"other errors {sum(hs['other_errors'].values())}, p50 {hs['p50_ms']:.2f} ms, "
                  f"p99 {hs['p99_ms']:.2f} ms")
+    ev = results["events"]["book_slot"]
+    lines.append(f"event log: book_slot at {ev['clients']} clients {ev['with_events_tps']:.0f} tps with the "
+                 f"event trigger, {ev['without_events_tps']:.0f} tps without: {ev['with_over_without']:.2f} x "
+                 f"(latency {ev['with_events_latency_ms']:.2f} vs {ev['without_events_latency_ms']:.2f} ms)")
+    wh = results["events"]["webhooks"]
+    lines.append(f"webhooks: one worker delivered {wh['events']} events in {wh['seconds']:.2f} s "
+                 f"({wh['deliveries_per_second']:.0f}/s; attempt p50 {wh['attempt_p50_ms']:.0f} ms, "
+                 f"p99 {wh['attempt_p99_ms']:.0f} ms; {wh['duplicates']} duplicates)")
     if "skipped" not in h:
         lines.append(f"HTTP errors (all kinds): {h['errors']}; of them non-2xx responses: {h['non_2xx']}")
         mib = [r / 2**20 for r in h["worker_rss_bytes"]]

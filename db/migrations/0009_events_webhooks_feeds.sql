@@ -190,8 +190,10 @@ AS $$
    returns ids below (oldest running xid) * 2^20 therefore never returns an
    id above one that can still commit (DESIGN.md section 4). Checks the type
    against event_types (a lookup, not a foreign key: a key-share lock on one
-   hot event_types row per booking would be contention for nothing), and
-   queues one NOTIFY per transaction (same payload, so PostgreSQL folds them). */
+   hot event_types row per booking would be contention for nothing). No
+   NOTIFY here: a transaction that notifies takes PostgreSQL's one notify lock
+   from pre-commit until its commit is durable, which would serialise every
+   booking's commit; booking_api.notify_booking_events() relays instead. */
 DECLARE
     v_xid  bigint := pg_current_xact_id()::text::bigint;
     v_base bigint;
@@ -212,7 +214,6 @@ BEGIN
         RAISE EXCEPTION 'more than 1048576 events in one transaction'
             USING ERRCODE = 'program_limit_exceeded', HINT = 'Split the change into several transactions.';
     END IF;
-    PERFORM pg_notify('booking_events', v_xid::text);
     RETURN NEW;
 END
 $$;
