@@ -167,7 +167,9 @@ class Worker:
              outcome.error, timedelta(seconds=s.retry_base), timedelta(seconds=s.retry_cap),
              timedelta(seconds=s.retry_window))).fetchone()["r"]
         self.attempts += 1
-        log.info("webhook attempt", extra={
+        log.info("webhook attempt: subscription %s, delivery %s, event %s, attempt %s: %s in %s ms -> %s",
+                 row["subscription_id"], row["delivery_id"], row["event_id"], row["attempt"],
+                 outcome.status or "no response", outcome.duration_ms, result, extra={
             "subscription_id": row["subscription_id"], "delivery_id": row["delivery_id"],
             "event_id": row["event_id"], "attempt": row["attempt"], "status": outcome.status,
             "duration_ms": outcome.duration_ms, "outcome": result})
