@@ -297,13 +297,18 @@ AS $$
    the function works with and without the lifecycle columns of 0007. */
 DECLARE
     v_type     text;
-    v_new      jsonb := to_jsonb(NEW);
+    v_new      jsonb;
     v_payload  jsonb;
     v_base     bigint;
     v_event_id bigint;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         v_type := 'appointment.booked';
+    ELSE
+        v_new := to_jsonb(NEW);
+    END IF;
+    IF v_type IS NOT NULL THEN
+        NULL;
     ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
         v_type := CASE WHEN NEW.status = 'cancelled' AND v_new ->> 'rescheduled_to' IS NOT NULL
                        THEN 'appointment.rescheduled' ELSE 'appointment.' || NEW.status END;
