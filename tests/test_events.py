@@ -153,6 +153,19 @@ def test_events_are_append_only_and_typed(admin, world: World):
         admin.execute("INSERT INTO booking.events (type, occurred_at, payload) VALUES ('slot.created', now(), '[]')")
 
 
+def test_a_transaction_cannot_write_more_events_than_its_id_range(db, world: World):
+    """Ids are xid * 2^20 + n: the 2^20th event of one transaction is refused, not given a foreign id."""
+    with psycopg.connect(db, row_factory=dict_row) as conn:
+        base = conn.execute("SELECT pg_current_xact_id()::text::bigint * 1048576 AS b").fetchone()["b"]
+        conn.execute("ALTER TABLE booking.events DISABLE TRIGGER events_assign_id")
+        conn.execute("INSERT INTO booking.events (id, type, occurred_at, payload) VALUES (%s, 'slot.created', now(), "
+                     "'{}')", (base + EVENT_IDS_PER_TRANSACTION - 1,))
+        conn.execute("ALTER TABLE booking.events ENABLE TRIGGER events_assign_id")
+        with sqlstate("54000"):
+            make_slot(conn, world, NOW + timedelta(days=2))
+        conn.rollback()
+
+
 # The payload is the REST resource ------------------------------------------------------
 
 def test_payloads_equal_the_rest_json(client, admin, world: World):
