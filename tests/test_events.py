@@ -449,3 +449,46 @@ def test_purge_deletes_old_events_but_not_what_a_delivery_awaits(admin, world: W
                 "SELECT purge_booking_events(interval '1 day', 0)"):
         with sqlstate("MB400"):
             admin.execute(bad)
+
+
+# The appointment lifecycle of issue 10 (rescheduling, attendance), once its functions exist -------
+
+@pytest.fixture
+def lifecycle(admin):
+    if admin.execute("SELECT to_regprocedure('booking_api.reschedule_appointment(bigint,bigint,bigint)') AS f"
+                     ).fetchone()["f"] is None:
+        pytest.skip("the appointment lifecycle (issue 10) is not in this database")
+
+
+def test_rescheduling_emits_rescheduled_and_booked_with_the_rest_shapes(lifecycle, client, admin, world: World):
+    old_slot = make_slot(admin, world, NOW + timedelta(days=3))
+    new_slot = make_slot(admin, world, NOW + timedelta(days=4))
+    booked = admin.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, old_slot["id"])).fetchone()
+    start = last_event_id(admin)
+    moved = admin.execute("SELECT * FROM reschedule_appointment(%s, %s, %s)",
+                          (world.patient_user, booked["id"], new_slot["id"])).fetchone()
+    logged = events(admin, start)
+    assert kinds(logged) == [("appointment.rescheduled", old_slot["id"], booked["id"]),
+                             ("appointment.booked", new_slot["id"], moved["id"])]
+    show = {aid: client.get(f"/v1/appointments/{aid}", headers=bearer(world.patient_user)).get_json()
+            for aid in (booked["id"], moved["id"])}
+    assert logged[0]["payload"] == show[booked["id"]]
+    assert logged[0]["payload"]["status"] == "cancelled" and logged[0]["payload"]["rescheduled_to"] == moved["id"]
+    assert logged[1]["payload"] == show[moved["id"]] and logged[1]["payload"]["rescheduled_from"] == booked["id"]
+
+
+def test_attendance_emits_completed_and_no_show(lifecycle, client, admin, world: World):
+    from conftest import set_clock
+
+    first, second = (make_slot(admin, world, NOW + timedelta(hours=n)) for n in (1, 2))
+    appointments = [admin.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, s["id"])).fetchone()
+                    for s in (first, second)]
+    set_clock(admin, NOW + timedelta(hours=3))
+    start = last_event_id(admin)
+    admin.execute("SELECT * FROM complete_appointment(%s, %s)", (world.practitioner_user, appointments[0]["id"]))
+    admin.execute("SELECT * FROM mark_no_show(%s, %s)", (world.practitioner_user, appointments[1]["id"]))
+    logged = events(admin, start)
+    assert [row["type"] for row in logged] == ["appointment.completed", "appointment.no_show"]
+    for row, appointment in zip(logged, appointments, strict=True):
+        assert row["payload"] == client.get(f"/v1/appointments/{appointment['id']}",
+                                            headers=bearer(world.patient_user)).get_json()
