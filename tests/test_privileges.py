@@ -48,7 +48,7 @@ API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "ge
                  "list_appointment_history", "perform_idempotently", "issue_calendar_token", "calendar_feed"}
 REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
 MAINTENANCE_FUNCTIONS = {"purge_idempotency_keys"}
-# The event log's readers and the webhook delivery worker (migration 0009, tests/test_events.py).
+# The event log's readers and the webhook delivery worker (migration 0011, tests/test_events.py).
 EVENTS_FUNCTIONS = {"read_booking_events", "booking_events_start"}
 WEBHOOKS_FUNCTIONS = {"fan_out_webhook_events", "claim_webhook_deliveries", "record_webhook_attempt",
                       "release_webhook_deliveries", "notify_booking_events"}

@@ -1,5 +1,5 @@
 /* Why: the heart of the event log's promise, that a cursor never skips an
-   event. Event ids are xid * 2^20 + n (migration 0009, trigger
+   event. Event ids are xid * 2^20 + n (migration 0011, trigger
    events_assign_id). Every transaction whose xid is below the snapshot's
    xmin has ended, and every transaction that could still insert an event
    has an xid at or above it; so every id below xmin * 2^20 is final

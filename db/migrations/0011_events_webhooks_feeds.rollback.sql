@@ -1,4 +1,4 @@
--- Removes the event log, webhooks and calendar tokens (everything 0009 made).
+-- Removes the event log, webhooks and calendar tokens (everything 0011 made).
 -- The roles medbook_events and medbook_webhooks are cluster-wide and may serve
 -- other databases of the cluster: they stay, without their USAGE here. The
 -- functions of db/functions/090-1xx go with the next `medbook migrate` of the
