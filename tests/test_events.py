@@ -199,6 +199,36 @@ def test_payload_of_a_psql_change_equals_what_the_api_then_shows(client, admin, 
     assert events(admin)[-1]["payload"] == shown
 
 
+def test_time_off_and_schedule_changes_emit_events_with_the_rest_shapes(client, admin, world: World):
+    """Issue 9's state: time off (created, deleted; its free slots each slot.deleted) and the weekly schedule
+    (one schedule.updated per transaction, with the whole schedule as GET shows it)."""
+    practitioner = bearer(world.practitioner_user)
+    base = f"/v1/practitioners/{world.practitioner}"
+    free = make_slot(admin, world, NOW + timedelta(days=3, hours=1))
+    start = last_event_id(admin)
+    rules = [{"weekday": 1, "start": "09:00", "end": "12:00", "slot_minutes": 30},
+             {"weekday": 3, "start": "14:00", "end": "16:00", "slot_minutes": 60, "valid_from": "2027-03-01"}]
+    assert client.put(f"{base}/schedule", headers=practitioner, json={"rules": rules}).status_code == 200
+    shown = client.get(f"{base}/schedule", headers=practitioner).get_json()
+    created = client.post(f"{base}/time-off", headers=practitioner,
+                          json={"start_time": iso(NOW + timedelta(days=3)), "end_time": iso(NOW + timedelta(days=4)),
+                                "reason": "conference"}).get_json()
+    listed = client.get(f"{base}/time-off", headers=practitioner).get_json()["data"]
+    assert client.delete(f"{base}/time-off/{created['id']}", headers=practitioner).status_code == 204
+    assert client.put(f"{base}/schedule", headers=practitioner, json={"rules": []}).status_code == 200
+
+    logged = events(admin, start)
+    assert [(row["type"], row["practitioner_id"]) for row in logged] == [
+        ("schedule.updated", world.practitioner), ("time_off.created", world.practitioner),
+        ("slot.deleted", world.practitioner), ("time_off.deleted", world.practitioner),
+        ("schedule.updated", world.practitioner)]
+    assert logged[0]["payload"] == {"practitioner_id": world.practitioner, **shown}
+    assert len(shown["rules"]) == 2
+    assert logged[1]["payload"] == listed[0] == logged[3]["payload"]
+    assert logged[2]["slot_id"] == free["id"]
+    assert logged[4]["payload"] == {"practitioner_id": world.practitioner, "rules": []}
+
+
 # A cursor never skips an event -----------------------------------------------------------
 
 def test_a_reader_does_not_pass_an_open_transactions_event(db, admin, world: World):

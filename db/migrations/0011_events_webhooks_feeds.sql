@@ -1,9 +1,10 @@
 -- Tell the rest of the world (issue 11): a transactional event log, signed
 -- webhooks and calendar feeds.
 --
---   events                 one row per change of booking state, written by the
---                          triggers below in the same transaction as the change,
---                          whoever made it (the API, psql, another service);
+--   events                 one row per change of booking state (slots, appointments,
+--                          time off, schedules), written by the triggers below in the
+--                          same transaction as the change, whoever made it (the API,
+--                          psql, another service);
 --   event_types            the vocabulary of events.type;
 --   webhook_subscriptions  owner-managed targets of signed POSTs;
 --   webhook_deliveries     one row per (subscription, event): the delivery state;
@@ -55,7 +56,14 @@ INSERT INTO booking.event_types (name, description) VALUES
     ('appointment.rescheduled', 'An appointment was moved to another slot: data: the old, now cancelled appointment, '
                                 'whose rescheduled_to names the new one (which has its own appointment.booked).'),
     ('appointment.completed', 'The practitioner recorded that the appointment took place; data: the appointment.'),
-    ('appointment.no_show', 'The practitioner recorded that the patient did not come; data: the appointment.');
+    ('appointment.no_show', 'The practitioner recorded that the patient did not come; data: the appointment.'),
+    ('time_off.created', 'A practitioner took time off; data: the time off (its free slots inside it are deleted, '
+                         'each with slot.deleted).'),
+    ('time_off.updated', 'A time off was changed (only by writing the table directly); data: the time off after it.'),
+    ('time_off.deleted', 'A time off was withdrawn; data: the time off as it was.'),
+    ('schedule.updated', 'A practitioner''s weekly schedule changed; data: {"practitioner_id", "rules"}, the whole '
+                         'schedule as GET /v1/practitioners/{id}/schedule shows it. One event per transaction and '
+                         'practitioner. Publishing is told by its slot.created events.');
 
 CREATE TABLE booking.events (
     id              bigint PRIMARY KEY,
@@ -339,10 +347,80 @@ CREATE TRIGGER appointments_record_event
     AFTER INSERT OR UPDATE ON booking.appointments
     FOR EACH ROW EXECUTE FUNCTION booking.booking_record_appointment_event();
 
+CREATE FUNCTION booking.booking_record_time_off_event() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp
+AS $$
+/* time_off.created, time_off.updated, time_off.deleted, whoever wrote the row.
+   The free slots a new time off removes are deleted by its function and
+   each has its own slot.deleted. */
+DECLARE
+    v_row  time_off_periods;
+    v_type text;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        v_row := NEW; v_type := 'time_off.created';
+    ELSIF TG_OP = 'DELETE' THEN
+        v_row := OLD; v_type := 'time_off.deleted';
+    ELSE
+        v_row := NEW; v_type := 'time_off.updated';
+    END IF;
+    INSERT INTO events (type, occurred_at, practitioner_id, payload)
+    VALUES (v_type, booking_api.booking_now(), v_row.practitioner_id, booking_time_off_json(v_row));
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER time_off_periods_record_event
+    AFTER INSERT OR UPDATE OR DELETE ON booking.time_off_periods
+    FOR EACH ROW EXECUTE FUNCTION booking.booking_record_time_off_event();
+
+CREATE FUNCTION booking.booking_record_schedule_event() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp
+AS $$
+/* schedule.updated, once per transaction and practitioner: set_schedule()
+   replaces the rules (a DELETE, then an INSERT of each rule), so the first
+   rule change of a transaction appends the event and each later one
+   refreshes that same event's payload to the whole schedule as it is now
+   (an event may be changed by its own uncommitted transaction only;
+   events_guard_change). */
+DECLARE
+    v_practitioner_id bigint;
+    v_base            bigint := pg_current_xact_id()::text::bigint * 1048576;
+    v_event_id        bigint;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        v_practitioner_id := OLD.practitioner_id;
+    ELSE
+        v_practitioner_id := NEW.practitioner_id;
+    END IF;
+    SELECT id INTO v_event_id FROM events
+     WHERE id >= v_base AND id < v_base + 1048576
+       AND type = 'schedule.updated' AND practitioner_id = v_practitioner_id
+     ORDER BY id DESC LIMIT 1;
+    IF FOUND THEN
+        UPDATE events SET payload = booking_schedule_json(v_practitioner_id) WHERE id = v_event_id;
+    ELSE
+        INSERT INTO events (type, occurred_at, practitioner_id, payload)
+        VALUES ('schedule.updated', booking_api.booking_now(), v_practitioner_id,
+                booking_schedule_json(v_practitioner_id));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER schedule_rules_record_event
+    AFTER INSERT OR UPDATE OR DELETE ON booking.schedule_rules
+    FOR EACH ROW EXECUTE FUNCTION booking.booking_record_schedule_event();
+
 REVOKE ALL ON booking.event_types, booking.events, booking.webhook_subscriptions, booking.webhook_deliveries,
     booking.webhook_attempts, booking.webhook_dispatch, booking.calendar_tokens FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION booking.booking_assign_event_id(), booking.booking_guard_event_change(),
-    booking.booking_record_slot_event(), booking.booking_record_appointment_event() FROM PUBLIC;
+    booking.booking_record_slot_event(), booking.booking_record_appointment_event(),
+    booking.booking_record_time_off_event(), booking.booking_record_schedule_event() FROM PUBLIC;
 
 RESET ROLE;
 
