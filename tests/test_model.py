@@ -28,7 +28,7 @@ from datetime import date, datetime, time, timedelta
 import psycopg
 from booking_model import OK, Appointment, Model, Rule, Slot, StoredKey, TimeOff
 from conftest import NOW, World, add_patient, add_practitioner, add_user, api_connect
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -50,6 +50,11 @@ PROFILES = {
                      suppress_health_check=[HealthCheck.too_slow]),
 }
 PROFILE = PROFILES["long" if os.environ.get("HYPOTHESIS_PROFILE") == "long" else "default"]
+# derandomize alone did not make the default run the same every time: its sequences
+# changed with what else the session had imported (importing api.webhook_http before
+# this file was enough), and one such run never reached "range delete kept booked
+# slots". An explicit seed (hypothesis.seed on the machine) is the same in any session.
+SEED = 1
 
 STEP = timedelta(minutes=30)
 DAY = timedelta(hours=24)
@@ -750,7 +755,8 @@ def test_booking_rules_match_the_model(db: str, admin: psycopg.Connection):
     BookingMachine.conninfo = db
     BookingMachine.world = World(pu, p, opu, op, tu, t, otu, ot, add_user(admin, "staff"))
     OUTCOMES.clear()
-    run_state_machine_as_test(BookingMachine, settings=PROFILE)
+    machine = BookingMachine if PROFILE is PROFILES["long"] else seed(SEED)(BookingMachine)
+    run_state_machine_as_test(machine, settings=PROFILE)
     # The run must have reached the interesting places, or it proved little.
     print(sorted(OUTCOMES.items()))
     for outcome in ["create_slot ok", "create_slot MBS02", "create_slot MBS04", "create_slot MBS05",
