@@ -21,14 +21,9 @@ BEGIN
         'booked_at', booking_json_time(p_appointment.booked_at),
         'cancelled_at', booking_json_time(p_appointment.cancelled_at),
         'cancelled_by', p_appointment.cancelled_by,
-        'cancellation_reason', p_appointment.cancellation_reason)
-        -- The lifecycle migration (issue 10) adds rescheduled_from and rescheduled_to to the
-        -- table and to the API's appointment; read through jsonb, this file is right with and
-        -- without it. Once both are on main, name the two fields like the others.
-        || CASE WHEN to_jsonb(p_appointment) ? 'rescheduled_from'
-                THEN jsonb_build_object('rescheduled_from', to_jsonb(p_appointment) -> 'rescheduled_from',
-                                        'rescheduled_to', to_jsonb(p_appointment) -> 'rescheduled_to')
-                ELSE '{}'::jsonb END;
+        'cancellation_reason', p_appointment.cancellation_reason,
+        'rescheduled_from', p_appointment.rescheduled_from,
+        'rescheduled_to', p_appointment.rescheduled_to);
 END
 $$;
 

@@ -47,7 +47,7 @@ BEGIN
             SELECT a.id, a.status,
                    CASE WHEN a.status = 'cancelled' THEN 'CANCELLED' ELSE 'CONFIRMED' END,
                    CASE WHEN a.status = 'cancelled' THEN 1 ELSE 0 END,
-                   a.start_time, a.end_time, coalesce(a.cancelled_at, a.booked_at), u.name::text
+                   a.start_time, a.end_time, greatest(a.booked_at, a.cancelled_at, a.attendance_recorded_at), u.name::text
               FROM appointments a
               JOIN public.practitioners pr ON pr.id = a.practitioner_id
               JOIN public.users u ON u.id = pr.user_id
@@ -58,7 +58,7 @@ BEGIN
             SELECT a.id, a.status,
                    CASE WHEN a.status = 'cancelled' THEN 'CANCELLED' ELSE 'CONFIRMED' END,
                    CASE WHEN a.status = 'cancelled' THEN 1 ELSE 0 END,
-                   a.start_time, a.end_time, coalesce(a.cancelled_at, a.booked_at), u.name::text
+                   a.start_time, a.end_time, greatest(a.booked_at, a.cancelled_at, a.attendance_recorded_at), u.name::text
               FROM appointments a
               JOIN patients pa ON pa.id = a.patient_id
               JOIN public.users u ON u.id = pa.user_id

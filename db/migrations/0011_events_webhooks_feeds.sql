@@ -178,15 +178,6 @@ CREATE TABLE booking.calendar_tokens (
 COMMENT ON TABLE booking.calendar_tokens IS
     'A user''s calendar feed token, as its SHA-256 only; issuing a new one replaces (revokes) the old.';
 
--- Serves a patient's calendar feed (every status; appointments_upcoming_by_patient
--- has the booked ones only). Building it locks appointments against writes for as
--- long as it takes: on a large live table, a DBA creates it first with
--- CREATE INDEX CONCURRENTLY (same name), and this line finds it there. (migrate
--- runs every migration inside a transaction, where CONCURRENTLY is not allowed;
--- hence the squawk-ignore.)
--- squawk-ignore require-concurrent-index-creation
-CREATE INDEX IF NOT EXISTS appointments_by_patient ON booking.appointments (patient_id, start_time);
-
 -- Trigger functions ----------------------------------------------------------
 
 CREATE FUNCTION booking.booking_assign_event_id() RETURNS trigger
@@ -302,7 +293,7 @@ AS $$
                                               committed earlier.
    Any other update (slot_id cleared when a cancelled appointment's slot is
    deleted) is no event of its own. rescheduled_to is read through jsonb so
-   the function works with and without the lifecycle columns of 0007. */
+   the function works with and without the lifecycle columns of 0009. */
 DECLARE
     v_type     text;
     v_new      jsonb;
