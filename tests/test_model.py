@@ -706,7 +706,7 @@ class BookingMachine(RuleBasedStateMachine):
                 cursor = page[-1]["next_cursor"] if page else None
                 if cursor is None:
                     break
-            booked_by = {a.slot_id: aid for aid, a in m.appointments.items() if a.status == "booked"}
+            booked_by = {a.slot_id: aid for aid, a in m.appointments.items() if a.status != "cancelled"}
             assert paged == [(sid, booked_by.get(sid)) for _, sid in sorted(
                 (s.start, sid) for sid, s in m.slots.items() if s.practitioner == pid and s.start > m.now)]
         for user, patient in m.patient_of_user.items():

@@ -160,7 +160,7 @@ def test_bulk_creates_every_slot(api_conn, admin, world):
     assert len(rows) == 16
     assert {(r["start_time"], r["end_time"]) for r in rows} == set(ranges)
     assert {r["status"] for r in rows} == {"available"} and set(rows[0]) == {
-        "id", "practitioner_id", "start_time", "end_time", "status"}
+        "id", "practitioner_id", "start_time", "end_time", "status", "version"}
     assert len(slot_rows(admin, world.practitioner)) == 16
 
 

@@ -16,7 +16,8 @@
    listing's practitioner, status and window (booking_cursor_encode), so a
    changed or made-up one is MBC01. Available slots come from
    availability_slots_available_by_start, booked ones from their booked
-   appointments (appointments_by_practitioner); 'all' merges both index
+   appointments, i.e. the appointment holding each (booked, or attended: completed
+   or no_show keep their slot; appointments_by_practitioner); 'all' merges both index
    scans, so no page reads more than p_limit + 1 rows of each. */
 CREATE OR REPLACE FUNCTION booking_api.list_slots(
     p_actor_user_id   bigint,
@@ -91,7 +92,7 @@ BEGIN
                        FROM appointments a
                        JOIN availability_slots s ON s.id = a.slot_id
                       WHERE v_status IN ('booked', 'all')
-                        AND a.practitioner_id = p_practitioner_id AND a.status = 'booked'
+                        AND a.practitioner_id = p_practitioner_id AND a.status <> 'cancelled'
                         AND a.start_time > v_after AND a.start_time >= v_from AND a.start_time < v_to
                       ORDER BY a.start_time
                       LIMIT p_limit + 1)) x
