@@ -58,10 +58,10 @@ BEGIN
            AND tstzrange(s.start_time, s.end_time) && tstzrange(p_start_time, p_end_time)
         RETURNING 1)
     SELECT count(*) INTO v_removed FROM removed;
-    -- Booked slots, through their booked appointments (appointments_by_practitioner).
+    -- Booked slots, through the appointments holding them (booked or attended; appointments_by_practitioner).
     SELECT coalesce(array_agg(a.slot_id ORDER BY a.start_time), '{}') INTO v_booked
       FROM appointments a
-     WHERE a.practitioner_id = p_practitioner_id AND a.status = 'booked'
+     WHERE a.practitioner_id = p_practitioner_id AND a.status <> 'cancelled'
        AND a.start_time > v_now AND a.start_time < p_end_time AND a.end_time > p_start_time;
 
     RETURN QUERY SELECT v_time_off.id, v_time_off.practitioner_id, v_time_off.start_time, v_time_off.end_time,

@@ -49,10 +49,10 @@ BEGIN
            AND s.start_time >= v_from AND s.start_time < v_to AND s.start_time > v_now
         RETURNING 1)
     SELECT count(*) INTO v_deleted FROM removed;
-    -- Booked slots, through their booked appointments (appointments_by_practitioner).
+    -- Booked slots, through the appointments holding them (booked or attended; appointments_by_practitioner).
     SELECT coalesce(array_agg(a.slot_id ORDER BY a.start_time), '{}') INTO v_booked
       FROM appointments a
-     WHERE a.practitioner_id = p_practitioner_id AND a.status = 'booked'
+     WHERE a.practitioner_id = p_practitioner_id AND a.status <> 'cancelled'
        AND a.start_time >= v_from AND a.start_time < v_to AND a.start_time > v_now;
     RETURN QUERY SELECT v_deleted, v_booked;
 END
