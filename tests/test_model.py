@@ -109,8 +109,8 @@ class BookingMachine(RuleBasedStateMachine):
         self.admin = psycopg.connect(self.conninfo, autocommit=True, row_factory=dict_row)
         self.admin.execute("SET session_replication_role = replica")
         self.admin.execute("TRUNCATE appointment_history, appointments, availability_slots, "
-                           "practitioner_booking_settings, booking_clock, schedule_rules, time_off_periods, idempotency_keys "
-                           "RESTART IDENTITY")
+                           "practitioner_booking_settings, booking_clock, schedule_rules, time_off_periods, "
+                           "idempotency_keys RESTART IDENTITY")
         self.admin.execute("SET session_replication_role = origin")
         self.admin.execute("SELECT set_booking_clock(%s)", (NOW,))
         self.api = api_connect(self.conninfo)
