@@ -36,6 +36,7 @@ SQLSTATES: dict[str, tuple[int, str]] = {
     "MBA02": (422, "cancellation_window_closed"),
     "MBV01": (422, "invalid_schedule"),
     "MBC01": (400, "invalid_cursor"),
+    "MBF01": (422, "appointment_mismatch"),
     # Built-in states a client can provoke through the functions.
     "23P01": (409, "slot_overlap"),
     "23505": (409, "conflict"),
