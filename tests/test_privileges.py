@@ -36,7 +36,10 @@ API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "ge
                  "list_upcoming_appointments", "list_practitioner_appointments",
                  "set_booking_settings", "get_booking_settings", "get_me", "get_practitioner",
                  "list_practitioners", "set_schedule", "get_schedule", "publish_schedule", "create_time_off",
-                 "list_time_off", "delete_time_off", "create_slots", "delete_slots", "list_slots"}
+                 "list_time_off", "delete_time_off", "create_slots", "delete_slots", "list_slots",
+                 # the FHIR facade's (db/functions/120-139)
+                 "search_slots", "search_appointments", "get_patient", "book_slot_expecting",
+                 "replace_appointment"}
 REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
 INSUFFICIENT_PRIVILEGE = "42501"
 
