@@ -92,7 +92,8 @@ def init_app(app: Flask) -> None:
         route = request.url_rule.rule if request.url_rule else "unmatched"
         REQUESTS.labels(route, request.method, str(response.status_code)).inc()
         LATENCY.labels(route, request.method).observe(duration)
-        if request.method == "POST" and route.startswith("/v1/appointments"):
+        if (request.method == "POST" and route.startswith("/v1/appointments")) or \
+                (request.method in ("POST", "PUT", "PATCH") and route.startswith("/fhir/R4/Appointment")):
             APPOINTMENT_CHANGES.labels(route, g.get("problem_code") or "ok").inc()
         stats = app.extensions["medbook_db"].pool.get_stats()
         POOL.labels("size").set(stats.get("pool_size", 0))
