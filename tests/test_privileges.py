@@ -39,7 +39,7 @@ API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "ge
                  "list_time_off", "delete_time_off", "create_slots", "delete_slots", "list_slots",
                  # the FHIR facade's (db/functions/120-139)
                  "search_slots", "search_appointments", "get_patient", "book_slot_expecting",
-                 "replace_appointment", "read_practitioner"}
+                 "replace_appointment"}
 REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
 INSUFFICIENT_PRIVILEGE = "42501"
 
