@@ -16,18 +16,9 @@ STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp
 AS $$
-DECLARE
-    v_patient_user bigint;
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
-    SELECT user_id INTO v_patient_user FROM patients WHERE id = p_patient_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'patient not found' USING ERRCODE = 'MB404', DETAIL = format('patient_id=%s', p_patient_id);
-    END IF;
-    IF v_patient_user <> p_actor_user_id THEN
-        RAISE EXCEPTION 'patients see only their own appointments'
-            USING ERRCODE = 'MB403', DETAIL = format('patient_id=%s user_id=%s', p_patient_id, p_actor_user_id);
-    END IF;
+    PERFORM booking_require_own_patient(p_actor_user_id, p_patient_id);
     RETURN QUERY SELECT * FROM booking_appointment_page('patient_id', p_patient_id, p_status, p_limit,
                                                         p_after_start_time, p_after_id);
 END
