@@ -27,11 +27,11 @@ def _required(found: search.Search, name: str) -> None:
         raise FhirError(400, f"A {found.resource_type} search needs {name}.", "required", "validation_error")
 
 
-@bp.get("/Schedule/<schedule_id>")
-def read_schedule(schedule_id: str):
+@bp.get("/Schedule/<practitioner_id>")
+def read_schedule(practitioner_id: str):
     """The schedule of the practitioner with this id, to any signed-in user."""
     user_id = current_user_id()
-    row = _db().call_one("get_booking_settings", user_id, logical_id(schedule_id, "Schedule"))
+    row = _db().call_one("get_booking_settings", user_id, logical_id(practitioner_id, "Schedule"))
     return respond(resources.schedule(row["practitioner_id"]))
 
 
