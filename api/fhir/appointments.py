@@ -47,6 +47,8 @@ KEPT = frozenset({"resourceType", "id", "meta", "text", "created", "status", "ca
                   "slot", "participant"})
 PARTICIPANT_ELEMENTS = frozenset({"actor", "status", "type", "required"})
 PARTICIPATION_STATUSES = frozenset({"accepted", "declined", "tentative", "needs-action"})
+# Participant actors FHIR allows that an appointment here never has.
+ACTORS_NOT_KEPT = ("PractitionerRole", "RelatedPerson", "Device", "HealthcareService", "Location")
 FROM_FHIR_STATUS = {fhir: ours for ours, fhir in resources.APPOINTMENT_STATUS.items()}
 
 
@@ -103,7 +105,8 @@ def _participant(item: dict[str, Any], parsed: dict[str, Any]) -> None:
     actor = item.get("actor")
     if not isinstance(actor, dict) or "reference" not in actor or set(actor) - {"reference", "display"}:
         raise not_stored("Each participant names its actor by reference (Patient/{id} or Practitioner/{id}).")
-    kind, rid = parse_reference(actor["reference"], ("Patient", "Practitioner"), "participant.actor.reference")
+    kind, rid = parse_reference(actor["reference"], ("Patient", "Practitioner"), "participant.actor.reference",
+                                ACTORS_NOT_KEPT)
     key = kind.lower()
     if parsed[key] is not None:
         raise not_stored(f"An appointment here has one {kind} participant.")

@@ -100,8 +100,10 @@ def logical_id(value: str, name: str) -> int:
     return int(value)
 
 
-def parse_reference(value: Any, allowed: tuple[str, ...], where: str) -> tuple[str, int]:
-    """(type, id) of a literal reference 'Type/id' (or this server's absolute URL of one)."""
+def parse_reference(value: Any, allowed: tuple[str, ...], where: str,
+                    also_valid: tuple[str, ...] = ()) -> tuple[str, int]:
+    """(type, id) of a literal reference 'Type/id' (or this server's absolute URL of one). A type FHIR
+    allows there but this server does not keep (also_valid) is a 422; any other type is a 400."""
     if not isinstance(value, str):
         raise invalid(f"{where} must be a reference such as {allowed[0]}/1")
     text = value
@@ -110,8 +112,10 @@ def parse_reference(value: Any, allowed: tuple[str, ...], where: str) -> tuple[s
             raise not_stored(f"{where} refers to another server: {text[:100]}")
         text = text[len(base_url()):]
     kind, _, rid = text.partition("/")
+    if kind in also_valid:
+        raise not_stored(f"{where}: this server keeps references to {' or '.join(allowed)} only, not {kind}")
     if kind not in allowed:
-        raise not_stored(f"{where} must refer to {' or '.join(allowed)}, not {kind[:40]!r}")
+        raise invalid(f"{where} must refer to {' or '.join(allowed)}, e.g. {allowed[0]}/1")
     if not _ID.fullmatch(rid) or not 1 <= int(rid) <= BIGINT_MAX:
         raise invalid(f"{where} must be {kind}/<id> with a positive integer id")
     return kind, int(rid)
