@@ -48,7 +48,9 @@ TIMES = [(NOW + timedelta(minutes=30 * k)).isoformat() for k in (*range(4, 16), 
 # Whose token an operation's requests carry first (Hypothesis leans towards the first).
 PATIENT_OPERATIONS = {("/v1/appointments", "POST"), ("/v1/appointments/{appointment_id}/cancel", "POST"),
                       ("/v1/appointments/{appointment_id}/reschedule", "POST"),
-                      ("/v1/patients/{patient_id}/appointments", "GET")}
+                      ("/v1/patients/{patient_id}/appointments", "GET"), ("/fhir/R4/Appointment", "POST"),
+                      ("/fhir/R4/Appointment/{appointment_id}", "PUT"),
+                      ("/fhir/R4/Appointment/{appointment_id}", "PATCH")}
 
 OPERATIONS = sorted((path, method.upper()) for path, item in openapi_document()["paths"].items()
                     for method in item if method in HTTP_METHODS)
@@ -98,6 +100,14 @@ def steer(case, data, ids) -> None:
             case.body["start_time"] = TIMES[start]
         if "end_time" in case.body:
             case.body["end_time"] = TIMES[min(start + length, len(TIMES) - 1)]
+        if case.body.get("resourceType") == "Appointment":  # the FHIR facade: a real slot, patient and id
+            slot = data.draw(st.sampled_from(ids["slot_id"]), label="body slot")
+            patient = data.draw(st.sampled_from(ids["patient_id"]), label="body patient")
+            case.body.update(status=data.draw(st.sampled_from(["booked", "cancelled"]), label="body status"),
+                             slot=[{"reference": f"Slot/{slot}"}],
+                             participant=[{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}])
+            if "appointment_id" in (case.path_parameters or {}):
+                case.body["id"] = str(case.path_parameters["appointment_id"])
 
 
 @pytest.mark.parametrize("path, method", OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
