@@ -295,3 +295,16 @@ def test_a_replacement_is_refused_to_strangers(api_conn, world, booked):
             replace(api_conn, getattr(world, actor), booked, status="cancelled")
     with sqlstate("MB404"):
         replace(api_conn, world.patient_user, {**booked, "id": 999_999_999})
+
+
+# read_practitioner -------------------------------------------------------------
+
+def test_a_practitioner_is_read_by_anyone(api_conn, world):
+    for actor in ("patient_user", "stranger_user", "other_practitioner_user"):
+        row = api_conn.execute("SELECT * FROM read_practitioner(%s, %s)",
+                               (getattr(world, actor), world.practitioner)).fetchone()
+        assert row["id"] == world.practitioner and row["specialty"] == "Physiotherapy"
+    with sqlstate("MB404"):
+        api_conn.execute("SELECT * FROM read_practitioner(%s, %s)", (world.patient_user, 999_999_999))
+    with sqlstate("MB401"):
+        api_conn.execute("SELECT * FROM read_practitioner(%s, %s)", (999_999_999, world.practitioner))
