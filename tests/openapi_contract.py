@@ -9,6 +9,10 @@ Requests that match no documented operation (an unknown path, a method the
 path does not have, Flask's automatic HEAD and OPTIONS) must still answer
 with a valid problem document when they fail, and may not succeed at all
 unless the method is HEAD or OPTIONS.
+
+Under /fhir/ errors are OperationOutcomes (application/fhir+json) that carry
+the problem code in issue[0].details.coding, and every response is also
+parsed with the fhir.resources R4B models (tests/fhir_contract.py).
 """
 
 from __future__ import annotations

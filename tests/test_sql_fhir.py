@@ -160,6 +160,8 @@ def test_appointment_search_refuses_unknown_ids_and_statuses(api_conn, world, ap
         search_appointments(api_conn, world.practitioner_user, practitioner=999_999_999)
     with sqlstate("MB400"):
         search_appointments(api_conn, world.patient_user, patient=world.patient, statuses=["fulfilled"])
+    assert ids(search_appointments(api_conn, world.patient_user, patient=world.patient,
+                                   statuses=["completed", "no_show"])) == []
 
 
 def test_appointment_search_pages(api_conn, world, appointments):

@@ -17,7 +17,7 @@ from .wire import BASE_PATH, FHIR_JSON, JSON_PATCH, base_url, respond
 bp = Blueprint("fhir_metadata", __name__, url_prefix=BASE_PATH)
 
 FHIR_VERSION = "4.0.1"
-RELEASED = "2027-03-01"
+RELEASED = "2026-11-26"  # when this statement last changed
 INTERACTIONS: dict[str, tuple[str, ...]] = {
     "Schedule": ("read", "search-type"),
     "Slot": ("read", "search-type"),

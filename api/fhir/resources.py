@@ -20,10 +20,12 @@ SLOT_STATUS_SEARCH: dict[str, str | None] = {
     "entered-in-error": None}
 
 # Our appointment status -> FHIR Appointment.status (http://hl7.org/fhir/appointmentstatus).
-APPOINTMENT_STATUS = {"booked": "booked", "cancelled": "cancelled"}
+# completed and no_show are the attendance states of issue 10; mapped ahead of them, so
+# that whichever lands first, no appointment can be a status this module cannot write.
+APPOINTMENT_STATUS = {"booked": "booked", "cancelled": "cancelled", "completed": "fulfilled", "no_show": "noshow"}
 APPOINTMENT_STATUS_SEARCH: dict[str, str | None] = {
-    "proposed": None, "pending": None, "booked": "booked", "arrived": None, "fulfilled": None,
-    "cancelled": "cancelled", "noshow": None, "entered-in-error": None, "checked-in": None, "waitlist": None}
+    "proposed": None, "pending": None, "booked": "booked", "arrived": None, "fulfilled": "completed",
+    "cancelled": "cancelled", "noshow": "no_show", "entered-in-error": None, "checked-in": None, "waitlist": None}
 
 
 def slot(row: dict[str, Any]) -> dict[str, Any]:

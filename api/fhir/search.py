@@ -81,7 +81,7 @@ SEARCH_PARAMETERS: dict[str, tuple[SearchParameter, ...]] = {
         SearchParameter("date", "date", _standard("clinical", "date"),
                         "Appointment start. Prefixes ge, gt, le, lt; at most one lower and one upper bound."),
         SearchParameter("status", "token", _standard("Appointment", "status"),
-                        "Comma-separated statuses: booked, cancelled."),
+                        "Comma-separated statuses: booked, cancelled, fulfilled (completed), noshow (no_show)."),
     ),
 }
 

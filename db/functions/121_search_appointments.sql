@@ -64,8 +64,9 @@ BEGIN
                   HINT = 'Name yourself as the patient or as the practitioner.';
     END IF;
     PERFORM booking_require_limit(p_limit);
-    IF p_statuses IS NOT NULL AND NOT p_statuses <@ ARRAY['booked', 'cancelled'] THEN
-        RAISE EXCEPTION 'an appointment status is booked or cancelled'
+    -- completed and no_show: the attendance states (issue 10), accepted ahead of them.
+    IF p_statuses IS NOT NULL AND NOT p_statuses <@ ARRAY['booked', 'cancelled', 'completed', 'no_show'] THEN
+        RAISE EXCEPTION 'an appointment status is booked, cancelled, completed or no_show'
             USING ERRCODE = 'MB400', DETAIL = format('statuses=%s', left(p_statuses::text, 64));
     END IF;
     IF (p_after_start_time IS NULL) <> (p_after_id IS NULL) THEN
