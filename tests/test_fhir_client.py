@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from conftest import JWT_SECRET, NOW, make_slot, without_search_path
+from conftest import JWT_SECRET, NOW, make_slot
 from fhir_contract import validate_resource
 from fhirclient import client as fhir
 from fhirclient.auth import FHIROAuth2Auth
@@ -51,8 +51,8 @@ class CheckedApp:
 
 
 @pytest.fixture
-def live(db, admin) -> Iterator[tuple[str, CheckedApp]]:
-    app = create_app({"DATABASE_URL": without_search_path(db), "JWT_SECRET": JWT_SECRET})
+def live(db, admin, api_route) -> Iterator[tuple[str, CheckedApp]]:
+    app = create_app({"DATABASE_URL": api_route["url"], "JWT_SECRET": JWT_SECRET, **api_route["config"]})
     checked = CheckedApp(app.wsgi_app)
     app.wsgi_app = checked
     server = make_server("127.0.0.1", 0, app, threaded=True)

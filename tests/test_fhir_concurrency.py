@@ -22,7 +22,6 @@ from conftest import (
     bearer,
     invariant_violations,
     make_slot,
-    without_search_path,
 )
 
 from api import create_app
@@ -91,11 +90,11 @@ def test_rest_and_fhir_bookers_in_sql(db, admin, world):
     assert_one_winner(admin, outcomes, SQL_THREADS, {"rest": "MBS01", "fhir": "MBS01"})
 
 
-def test_rest_and_fhir_bookers_over_http(db, admin, world):
+def test_rest_and_fhir_bookers_over_http(db, admin, world, api_route):
     patients = [add_patient(admin) for _ in range(HTTP_THREADS)]
     slots = [make_slot(admin, world, NOW + timedelta(days=2, hours=i))["id"] for i in range(HTTP_SLOTS)]
-    app = create_app({"DATABASE_URL": without_search_path(db), "JWT_SECRET": JWT_SECRET,
-                      "POOL_MIN_SIZE": HTTP_THREADS, "POOL_MAX_SIZE": HTTP_THREADS})
+    app = create_app({"DATABASE_URL": api_route["url"], "JWT_SECRET": JWT_SECRET,  # direct, or via PgBouncer
+                      "POOL_MIN_SIZE": HTTP_THREADS, "POOL_MAX_SIZE": HTTP_THREADS, **api_route["config"]})
     app.extensions["medbook_db"].pool.wait(timeout=30)
     clients = [app.test_client() for _ in range(HTTP_THREADS)]
 
