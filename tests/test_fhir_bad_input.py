@@ -107,6 +107,8 @@ def broken_bodies(valid: dict) -> list[tuple[str, dict, int, str]]:
         ("no status", {"body": {k: v for k, v in valid.items() if k != "status"}}, 400, "code-invalid"),
         ("unknown status", {"body": {**valid, "status": "open"}}, 400, "code-invalid"),
         ("status a number", {"body": {**valid, "status": 1}}, 400, "code-invalid"),
+        ("status a list", {"body": {**valid, "status": ["booked"]}}, 400, "code-invalid"),
+        ("status an object", {"body": {**valid, "status": {"code": "booked"}}}, 400, "code-invalid"),
         ("start not an instant", {"body": {**valid, "start": "tomorrow"}}, 400, "invalid"),
         ("start without an offset", {"body": {**valid, "start": "2027-03-04T12:00:00"}}, 400, "invalid"),
         ("start at 24:00", {"body": {**valid, "start": "2027-03-04T24:00:00Z"}}, 400, "invalid"),
@@ -115,6 +117,13 @@ def broken_bodies(valid: dict) -> list[tuple[str, dict, int, str]]:
         ("participant not a list", {"body": {**valid, "participant": {}}}, 400, "invalid"),
         ("participant without status", {"body": {**valid, "participant": [
             {"actor": valid["participant"][0]["actor"]}]}}, 400, "code-invalid"),
+        ("participant status a list", {"body": {**valid, "participant": [
+            {**valid["participant"][0], "status": ["accepted"]}]}}, 400, "code-invalid"),
+        ("participant a string", {"body": {**valid, "participant": ["Patient/1"]}}, 400, "invalid"),
+        ("actor reference a number", {"body": {**valid, "participant": [
+            {"actor": {"reference": 1}, "status": "accepted"}]}}, 400, "invalid"),
+        ("slot reference missing", {"body": {**valid, "slot": [{"display": "x"}]}}, 400, "invalid"),
+        ("reason a list", {"body": {**valid, "cancelationReason": ["x"]}}, 422, "business-rule"),
         ("participant without actor", {"body": {**valid, "participant": [
             {"status": "accepted", "type": [{"text": "x"}]}]}}, 422, "business-rule"),
         ("participant at a Location", {"body": {**valid, "participant": [
@@ -158,6 +167,10 @@ PATCHES: list[tuple[str, Any, int, str]] = [
     ("another path", [{"op": "replace", "path": "/start", "value": "2027-03-05T10:00:00Z"}], 422, "business-rule"),
     ("back to booked", [{"op": "replace", "path": "/status", "value": "booked"}], 422, "business-rule"),
     ("status a number", [{"op": "replace", "path": "/status", "value": 1}], 422, "business-rule"),
+    ("status a list", [{"op": "replace", "path": "/status", "value": ["cancelled"]}], 422, "business-rule"),
+    ("op a list", [{"op": ["replace"], "path": "/status", "value": "cancelled"}], 400, "structure"),
+    ("reason an object", [{"op": "replace", "path": "/status", "value": "cancelled"},
+                          {"op": "add", "path": "/cancelationReason", "value": {"text": {}}}], 400, "invalid"),
     ("reason only", [{"op": "add", "path": "/cancelationReason/text", "value": "x"}], 422, "business-rule"),
     ("reason too long", [{"op": "replace", "path": "/status", "value": "cancelled"},
                          {"op": "add", "path": "/cancelationReason/text", "value": "x" * 1001}], 400, "invalid"),

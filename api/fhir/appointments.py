@@ -66,7 +66,7 @@ def _appointment(body: dict[str, Any]) -> dict[str, Any]:
         raise not_stored(f"This server does not keep {', '.join(unkept)[:200]} of an Appointment; it keeps "
                          f"status, start, end, slot, participant and cancelationReason.")
     status = body.get("status")
-    if status not in resources.APPOINTMENT_STATUS_SEARCH:
+    if not isinstance(status, str) or status not in resources.APPOINTMENT_STATUS_SEARCH:
         raise invalid("status must be an Appointment status code, e.g. booked", "code-invalid")
     if status not in FROM_FHIR_STATUS:
         raise not_stored(f"This server has no appointments with status {status}.")
@@ -99,7 +99,7 @@ def _participant(item: dict[str, Any], parsed: dict[str, Any]) -> None:
     if set(item) - PARTICIPANT_ELEMENTS:
         raise not_stored(f"This server keeps a participant's actor and status only, not "
                          f"{', '.join(sorted(set(item) - PARTICIPANT_ELEMENTS))[:100]}.")
-    if item.get("status") not in PARTICIPATION_STATUSES:
+    if not isinstance(item.get("status"), str) or item["status"] not in PARTICIPATION_STATUSES:
         raise invalid(f"participant.status must be one of {', '.join(sorted(PARTICIPATION_STATUSES))}",
                       "code-invalid")
     actor = item.get("actor")
