@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from conftest import NOW, bearer, make_slot
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_bad_input import INJECTIONS, LEAKS, Scene, snapshot
 
 BASE = "/fhir/R4"
@@ -299,3 +301,42 @@ def test_wrong_methods_and_routes(client, admin, scene):
         check(response, status, issue, f"{method} {path}", failures)
     assert failures == [], "\n".join(failures)
     assert snapshot(admin) == before
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=12), children,
+                                                                                      max_size=3), max_leaves=8)
+PLACES = ["status", "slot", "slot.0", "slot.0.reference", "participant", "participant.0", "participant.0.actor",
+          "participant.0.actor.reference", "participant.0.status", "start", "end", "cancelationReason",
+          "cancelationReason.text", "id", "meta", "resourceType"]
+
+
+def _put(body: Any, place: str, value: Any) -> Any:
+    """body with the value at a dotted place (list indexes as digits), where the place exists."""
+    head, _, rest = place.partition(".")
+    key: Any = int(head) if head.isdigit() else head
+    if isinstance(body, list) and isinstance(key, int) and key < len(body):
+        body[key] = _put(body[key], rest, value) if rest else value
+    elif isinstance(body, dict) and isinstance(key, str):
+        body[key] = _put(body.get(key), rest, value) if rest and key in body else value
+    return body
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_no_appointment_body_is_a_server_error(client, scene, data):
+    """Any JSON value anywhere in an Appointment (create, PUT, PATCH): a documented answer, never a 500."""
+    method = data.draw(st.sampled_from(["POST", "PUT", "PATCH"]))
+    if method == "PATCH":
+        body: Any = [{"op": "replace", "path": "/status", "value": "cancelled"}]
+        body = _put(body, data.draw(st.sampled_from(["0", "0.op", "0.path", "0.value"])), data.draw(JSON))
+        path, content_type = f"Appointment/{scene.appointment}", PATCH
+    else:
+        body = {**valid_appointment(scene, scene.slot), "id": str(scene.appointment)}
+        for place in data.draw(st.lists(st.sampled_from(PLACES), min_size=1, max_size=3)):
+            body = _put(body, place, data.draw(JSON, label=place))
+        path = "Appointment" if method == "POST" else f"Appointment/{scene.appointment}"
+        content_type = FHIR
+    response = send(client, method, path, scene.world.patient_user, body, content_type=content_type)
+    assert response.status_code < 500, response.get_data(as_text=True)
+    assert response.mimetype == FHIR
