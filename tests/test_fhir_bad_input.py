@@ -340,3 +340,20 @@ def test_no_appointment_body_is_a_server_error(client, scene, data):
     response = send(client, method, path, scene.world.patient_user, body, content_type=content_type)
     assert response.status_code < 500, response.get_data(as_text=True)
     assert response.mimetype == FHIR
+
+
+QUERY_NAMES = ["schedule", "status", "start", "patient", "practitioner", "date", "actor", "_count", "_cursor",
+               "status:not", "_format"]
+QUERY_VALUES = st.one_of(st.text(max_size=40), st.sampled_from([
+    "ge2027-03-04", "lt2027-03-05T00:00:00Z", "gt2027-03-04T10:00:00.5+01:00", "Schedule/1", "Patient/1",
+    "Practitioner/1", "free,busy", "booked,cancelled", "1", "0", "500", "le9999-12-31T23:59:59Z",
+    "ge0001-01-01", "http://hl7.org/fhir/slotstatus|free"]))
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(resource=st.sampled_from(["Slot", "Appointment", "Schedule"]),
+       query=st.lists(st.tuples(st.sampled_from(QUERY_NAMES), QUERY_VALUES), max_size=5))
+def test_no_search_is_a_server_error(client, scene, resource, query):
+    response = client.get(f"{BASE}/{resource}", query_string=query, headers=bearer(scene.world.practitioner_user))
+    assert response.status_code < 500, response.get_data(as_text=True)
+    assert response.mimetype == FHIR
