@@ -48,7 +48,7 @@ API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "ge
                  "list_appointment_history", "perform_idempotently", "issue_calendar_token", "calendar_feed",
                  # the FHIR facade's (db/functions/120-139)
                  "search_slots", "search_appointments", "get_patient", "book_slot_expecting",
-                 "replace_appointment", "read_practitioner"}
+                 "replace_appointment"}
 REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
 MAINTENANCE_FUNCTIONS = {"purge_idempotency_keys"}
 # The event log's readers and the webhook delivery worker (migration 0011, tests/test_events.py).

@@ -129,7 +129,7 @@ def search_appointments():
     start_from, start_before = found.values.get("date", (None, None))
     rows = _db().call("search_appointments", user_id, found.values.get("patient"),
                       found.values.get("practitioner"), found.values.get("status"), start_from, start_before,
-                      found.count, *found.after)
+                      found.count, found.cursor)
     return respond(search.bundle(found, rows, resources.appointment))
 
 

@@ -1,8 +1,8 @@
 """Patient and Practitioner: read only, with the REST API's access rules.
 
-A practitioner's name and specialty are open to every signed-in user
-(read_practitioner(), db/functions/125); a patient is read by themself and by
-the practitioners they have appointments with (get_patient(), 122).
+A practitioner's directory entry is open to every signed-in user
+(get_practitioner(), the directory's); a patient is read by themself and by the
+practitioners they have appointments with (get_patient(), db/functions/122).
 """
 
 from __future__ import annotations
@@ -31,5 +31,5 @@ def read_patient(patient_id: str):
 def read_practitioner(practitioner_id: str):
     """A practitioner's name and specialty, to any signed-in user."""
     user_id = current_user_id()
-    row = _db().call_one("read_practitioner", user_id, logical_id(practitioner_id, "Practitioner"))
+    row = _db().call_one("get_practitioner", user_id, logical_id(practitioner_id, "Practitioner"))
     return respond(resources.practitioner(row))

@@ -66,5 +66,5 @@ def search_slots():
     _required(found, "schedule")
     start_from, start_before = found.values.get("start", (None, None))
     rows = _db().call("search_slots", user_id, found.values["schedule"], found.values.get("status"),
-                      start_from, start_before, found.count, *found.after)
+                      start_from, start_before, found.count, found.cursor)
     return respond(search.bundle(found, rows, resources.slot))

@@ -14,30 +14,28 @@ half-open range [from, before) the functions take, per FHIR's rules for a point
 in time: ge d -> from d.start, gt d -> from d.end, lt d -> before d.start,
 le d -> before d.end.
 
-Paging: a `next` link repeats the search with `_cursor`, an opaque token that
-names the last row of the page by its keyset position (start, id) and is signed
-(HMAC-SHA-256, key derived from MEDBOOK_JWT_SECRET) together with the search it
-belongs to, so a changed cursor, or one moved to another search, is a 400.
+Paging: a `next` link repeats the search with `_cursor`, the REST lists' own
+keyset cursor, made and checked by the search function (booking_cursor_encode()
+and booking_cursor_decode(), db/functions/052-053): it names the last row of the
+page and is signed together with the search it belongs to, so a changed cursor,
+or one moved to another search, is a 400 (invalid_cursor). Here it is only
+passed through.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import current_app, request
+from flask import request
 
 from .wire import FhirError, base_url, invalid, parse_reference, parse_time
 
 DEFAULT_COUNT = 100
 CURSOR_PARAMETER = "_cursor"
+CURSOR_MAX_LENGTH = 512
 RESULT_PARAMETERS = ("_count", CURSOR_PARAMETER)
 DATE_PREFIXES = ("ge", "gt", "le", "lt")
 
@@ -90,12 +88,12 @@ STATUS_SYSTEMS = {"Slot": "http://hl7.org/fhir/slotstatus", "Appointment": "http
 
 @dataclass
 class Search:
-    """A parsed search: the values of its parameters, the page size and the keyset position."""
+    """A parsed search: the values of its parameters, the page size and the cursor, if any."""
 
     resource_type: str
     values: dict[str, Any]
     count: int
-    after: tuple[datetime | None, int | None]
+    cursor: str | None
 
 
 def parse(resource_type: str, *, statuses: dict[str, str | None]) -> Search:
@@ -120,7 +118,7 @@ def parse(resource_type: str, *, statuses: dict[str, str | None]) -> Search:
             values[name] = _reference(given[0], parameter)
         else:
             values[name] = _statuses(given[0], name, STATUS_SYSTEMS[resource_type], statuses)
-    return Search(resource_type, values, _count(), _cursor(resource_type))
+    return Search(resource_type, values, _count(), _cursor())
 
 
 def _reference(value: str, parameter: SearchParameter) -> int:
@@ -180,64 +178,27 @@ def _count() -> int:
     return int(given[0])
 
 
-# Cursors ---------------------------------------------------------------------------
-
-_MAC_BYTES = 16
-
-
-def _search_key(resource_type: str) -> bytes:
-    """What a cursor is bound to: the resource type and every filter, in a fixed order."""
-    pairs = sorted((name, value) for name, value in request.args.items(multi=True)
-                   if name not in RESULT_PARAMETERS)
-    return json.dumps([resource_type, pairs], separators=(",", ":")).encode()
-
-
-def _mac(payload: bytes, resource_type: str) -> bytes:
-    key = hmac.new(current_app.config["JWT_SECRET"].encode(), b"medbook fhir cursor", hashlib.sha256).digest()
-    return hmac.new(key, _search_key(resource_type) + b"\n" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def encode_cursor(resource_type: str, start_time: datetime, row_id: int) -> str:
-    payload = json.dumps([start_time.isoformat(), row_id], separators=(",", ":")).encode()
-    return f"{_b64(payload)}.{_b64(_mac(payload, resource_type))}"
-
-
-def _cursor(resource_type: str) -> tuple[datetime | None, int | None]:
+def _cursor() -> str | None:
     given = request.args.getlist(CURSOR_PARAMETER)
     if not given:
-        return None, None
-    bad = FhirError(400, "_cursor is not a cursor of this search; start again without it", "invalid",
-                    "validation_error")
-    if len(given) > 1 or len(given[0]) > 512 or given[0].count(".") != 1:
-        raise bad
-    payload_text, mac_text = given[0].split(".")
-    try:
-        payload = base64.urlsafe_b64decode(payload_text + "=" * (-len(payload_text) % 4))
-        mac = base64.urlsafe_b64decode(mac_text + "=" * (-len(mac_text) % 4))
-    except (binascii.Error, ValueError):
-        raise bad from None
-    if not hmac.compare_digest(mac, _mac(payload, resource_type)):
-        raise bad
-    start_text, row_id = json.loads(payload)
-    return datetime.fromisoformat(start_text), row_id
+        return None
+    if len(given) > 1 or len(given[0]) > CURSOR_MAX_LENGTH:
+        raise FhirError(400, "_cursor is not a cursor of this search; start again without it", "invalid",
+                        "invalid_cursor")
+    return given[0]
 
 
 # Bundles ---------------------------------------------------------------------------
 
 def bundle(search: Search, rows: list[dict[str, Any]], to_resource) -> dict[str, Any]:
-    """A searchset Bundle of the rows a search function returned (each carrying total and has_more;
-    an empty page is one row with only those)."""
+    """A searchset Bundle of the rows a search function returned (each carrying total, the last one of a
+    page that more follow next_cursor; an empty page is one row with only total)."""
     matches = [row for row in rows if row["id"] is not None]
     total = rows[0]["total"] if rows else 0
     links = [{"relation": "self", "url": request.url}]
-    if rows and rows[0]["has_more"] and matches:
-        last = matches[-1]
+    if matches and matches[-1]["next_cursor"]:
         query = [(name, value) for name, value in request.args.items(multi=True) if name != CURSOR_PARAMETER]
-        query.append((CURSOR_PARAMETER, encode_cursor(search.resource_type, last["start_time"], last["id"])))
+        query.append((CURSOR_PARAMETER, matches[-1]["next_cursor"]))
         links.append({"relation": "next", "url": f"{base_url()}{search.resource_type}?{urlencode(query)}"})
     return searchset(total, links, [to_resource(row) for row in matches])
 

@@ -29,6 +29,7 @@ PROBLEM_SYSTEM = "urn:medbook:problem"
 # REST problem code -> OperationOutcome issue code (http://hl7.org/fhir/issue-type).
 ISSUE_CODES: dict[str, str] = {
     "validation_error": "invalid",
+    "invalid_cursor": "invalid",
     "unauthorized": "login",
     "forbidden": "forbidden",
     "not_found": "not-found",

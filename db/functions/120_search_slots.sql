@@ -8,14 +8,16 @@
    someone else asks for them; with no status given, each caller gets what they
    may see). Only slots that have not started are listed, as everywhere else.
    The range is half-open, [p_start_from, p_start_before); NULL leaves a side
-   open. Order is (start_time, id); a page resumes strictly after the keyset
-   position (p_after_start_time, p_after_id) of the previous page's last row.
+   open. Order is (start_time, id). Pages are keyset pages with the REST
+   lists' signed cursors (booking_cursor_encode(), 052): the last row of a
+   page that more rows follow carries next_cursor, signed with this search's
+   scope (practitioner, statuses, range), and a cursor resumes strictly after
+   that row; a changed cursor, or one of another search, is MBC01.
 
    Shape: one row per slot of the page, each also carrying total (matches of
-   the whole search, ignoring the position) and has_more (rows follow this
-   page). An empty page is one row with only total and has_more set, so the
-   total always arrives. Reads only, at READ COMMITTED: a page and its total
-   come from one snapshot (one statement). */
+   the whole search, ignoring the position). An empty page is one row with
+   only total set, so the total always arrives. Reads only: a page and its
+   total come from one snapshot (one statement). */
 CREATE OR REPLACE FUNCTION booking_api.search_slots(
     p_actor_user_id    bigint,
     p_practitioner_id  bigint,
@@ -23,10 +25,9 @@ CREATE OR REPLACE FUNCTION booking_api.search_slots(
     p_start_from       timestamptz DEFAULT NULL,
     p_start_before     timestamptz DEFAULT NULL,
     p_limit            integer DEFAULT 100,
-    p_after_start_time timestamptz DEFAULT NULL,
-    p_after_id         bigint DEFAULT NULL
+    p_cursor           text DEFAULT NULL
 )
-RETURNS TABLE (total bigint, has_more boolean, id bigint, practitioner_id bigint, start_time timestamptz,
+RETURNS TABLE (total bigint, next_cursor text, id bigint, practitioner_id bigint, start_time timestamptz,
                end_time timestamptz, status text)
 LANGUAGE plpgsql
 STABLE
@@ -38,6 +39,9 @@ DECLARE
     v_now      timestamptz := booking_api.booking_now();
     v_own      boolean;
     v_statuses text[];
+    v_scope    jsonb;
+    v_after    timestamptz;
+    v_after_id bigint;
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     PERFORM booking_require_practitioner_exists(p_practitioner_id);
@@ -45,10 +49,6 @@ BEGIN
     IF p_statuses IS NOT NULL AND NOT p_statuses <@ ARRAY['available', 'booked'] THEN
         RAISE EXCEPTION 'a slot status is available or booked'
             USING ERRCODE = 'MB400', DETAIL = format('statuses=%s', left(p_statuses::text, 64));
-    END IF;
-    IF (p_after_start_time IS NULL) <> (p_after_id IS NULL) THEN
-        RAISE EXCEPTION 'a page position needs both after_start_time and after_id'
-            USING ERRCODE = 'MB400', HINT = 'Pass both, or neither for the first page.';
     END IF;
     v_own := EXISTS (SELECT 1 FROM public.practitioners pr
                       WHERE pr.id = p_practitioner_id AND pr.user_id = p_actor_user_id);
@@ -59,6 +59,12 @@ BEGIN
                   HINT = 'Ask for available slots, or read one slot by its id.';
     END IF;
     v_statuses := coalesce(p_statuses, CASE WHEN v_own THEN ARRAY['available', 'booked'] ELSE ARRAY['available'] END);
+    v_scope := jsonb_build_array('fhir-slots', p_practitioner_id,
+                                 (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') FROM unnest(v_statuses) x),
+                                 p_start_from, p_start_before);
+    IF p_cursor IS NOT NULL THEN
+        SELECT c.after_time, c.after_id INTO v_after, v_after_id FROM booking_cursor_decode(v_scope, p_cursor) c;
+    END IF;
 
     RETURN QUERY
         WITH matches AS MATERIALIZED (
@@ -70,27 +76,29 @@ BEGIN
                AND s.start_time >= coalesce(p_start_from, '-infinity')
                AND s.start_time < coalesce(p_start_before, 'infinity')
         ), page AS (
-            SELECT m.* FROM matches m
-             WHERE p_after_id IS NULL OR (m.start_time, m.id) > (p_after_start_time, p_after_id)
-             ORDER BY m.start_time, m.id
-             LIMIT p_limit + 1
+            SELECT m.*, row_number() OVER (ORDER BY m.start_time, m.id) AS n
+              FROM (SELECT * FROM matches m
+                     WHERE v_after_id IS NULL OR (m.start_time, m.id) > (v_after, v_after_id)
+                     ORDER BY m.start_time, m.id
+                     LIMIT p_limit + 1) m
         ), summary AS (
-            SELECT (SELECT count(*) FROM matches) AS total, (SELECT count(*) FROM page) > p_limit AS has_more
+            SELECT (SELECT count(*) FROM matches) AS total, (SELECT count(*) FROM page) > p_limit AS more
         )
-        SELECT c.total, c.has_more, p.id, p.practitioner_id, p.start_time, p.end_time, p.status
+        SELECT c.total,
+               CASE WHEN c.more AND p.n = p_limit THEN booking_cursor_encode(v_scope, p.start_time, p.id) END,
+               p.id, p.practitioner_id, p.start_time, p.end_time, p.status
           FROM summary c
-          LEFT JOIN (SELECT * FROM page ORDER BY page.start_time, page.id LIMIT p_limit) p ON true
-         ORDER BY p.start_time, p.id;
+          LEFT JOIN page p ON p.n <= p_limit
+         ORDER BY p.n;
 END
 $$;
 
-COMMENT ON FUNCTION booking_api.search_slots(bigint, bigint, text[], timestamptz, timestamptz, integer, timestamptz,
-                                             bigint) IS
+COMMENT ON FUNCTION booking_api.search_slots(bigint, bigint, text[], timestamptz, timestamptz, integer, text) IS
     'Slots of a practitioner that have not started, by status (available to anyone; booked to that practitioner '
     'only; NULL: what the caller may see) and start in [p_start_from, p_start_before), in keyset pages of p_limit '
-    '(1-500) after (p_after_start_time, p_after_id), ordered by start. Every row carries total and has_more; an '
-    'empty page is one row with only those. Errors: MB401, MB403, MB404, MB400.';
-REVOKE ALL ON FUNCTION booking_api.search_slots(bigint, bigint, text[], timestamptz, timestamptz, integer,
-                                                timestamptz, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION booking_api.search_slots(bigint, bigint, text[], timestamptz, timestamptz, integer,
-                                                   timestamptz, bigint) TO medbook_api;
+    '(1-500) ordered by start, the last row carrying a signed next_cursor when more follow. Every row carries '
+    'total; an empty page is one row with only that. Errors: MB401, MB403, MB404, MB400, MBC01 invalid_cursor.';
+REVOKE ALL ON FUNCTION booking_api.search_slots(bigint, bigint, text[], timestamptz, timestamptz, integer, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_api.search_slots(bigint, bigint, text[], timestamptz, timestamptz, integer, text)
+    TO medbook_api;

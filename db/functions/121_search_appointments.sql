@@ -9,13 +9,15 @@
    if named, only narrows the list: a patient's appointments with one
    practitioner, or a practitioner's with one patient. Every
    status and every time is included unless filtered: the range is half-open,
-   [p_start_from, p_start_before). Order is (start_time, id); a page resumes
-   strictly after the keyset position (p_after_start_time, p_after_id).
+   [p_start_from, p_start_before). Order is (start_time, id). Pages are keyset
+   pages with the REST lists' signed cursors (booking_cursor_encode(), 052):
+   the last row of a page that more rows follow carries next_cursor, signed
+   with this search's scope (actor, patient, practitioner, statuses, range),
+   and a cursor resumes strictly after that row (MBC01 for any other).
 
    Shape: one row per appointment of the page, each also carrying total
-   (matches of the whole search) and has_more (rows follow this page). An empty
-   page is one row with only total and has_more set. One statement: the page and
-   its total come from one snapshot. */
+   (matches of the whole search). An empty page is one row with only total
+   set. One statement: the page and its total come from one snapshot. */
 CREATE OR REPLACE FUNCTION booking_api.search_appointments(
     p_actor_user_id    bigint,
     p_patient_id       bigint DEFAULT NULL,
@@ -24,10 +26,9 @@ CREATE OR REPLACE FUNCTION booking_api.search_appointments(
     p_start_from       timestamptz DEFAULT NULL,
     p_start_before     timestamptz DEFAULT NULL,
     p_limit            integer DEFAULT 100,
-    p_after_start_time timestamptz DEFAULT NULL,
-    p_after_id         bigint DEFAULT NULL
+    p_cursor           text DEFAULT NULL
 )
-RETURNS TABLE (total bigint, has_more boolean, id bigint, slot_id bigint, patient_id bigint,
+RETURNS TABLE (total bigint, next_cursor text, id bigint, slot_id bigint, patient_id bigint,
                practitioner_id bigint, status text, start_time timestamptz, end_time timestamptz,
                booked_at timestamptz, cancelled_at timestamptz, cancelled_by bigint, cancellation_reason text)
 LANGUAGE plpgsql
@@ -38,6 +39,9 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_patient_user bigint;
+    v_scope        jsonb;
+    v_after        timestamptz;
+    v_after_id     bigint;
 BEGIN
     PERFORM booking_require_user(p_actor_user_id);
     IF p_patient_id IS NULL AND p_practitioner_id IS NULL THEN
@@ -69,9 +73,11 @@ BEGIN
         RAISE EXCEPTION 'an appointment status is booked, cancelled, completed or no_show'
             USING ERRCODE = 'MB400', DETAIL = format('statuses=%s', left(p_statuses::text, 64));
     END IF;
-    IF (p_after_start_time IS NULL) <> (p_after_id IS NULL) THEN
-        RAISE EXCEPTION 'a page position needs both after_start_time and after_id'
-            USING ERRCODE = 'MB400', HINT = 'Pass both, or neither for the first page.';
+    v_scope := jsonb_build_array('fhir-appointments', p_actor_user_id, p_patient_id, p_practitioner_id,
+                                 (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(p_statuses) x),
+                                 p_start_from, p_start_before);
+    IF p_cursor IS NOT NULL THEN
+        SELECT c.after_time, c.after_id INTO v_after, v_after_id FROM booking_cursor_decode(v_scope, p_cursor) c;
     END IF;
 
     RETURN QUERY
@@ -84,29 +90,31 @@ BEGIN
                AND a.start_time >= coalesce(p_start_from, '-infinity')
                AND a.start_time < coalesce(p_start_before, 'infinity')
         ), page AS (
-            SELECT m.* FROM matches m
-             WHERE p_after_id IS NULL OR (m.start_time, m.id) > (p_after_start_time, p_after_id)
-             ORDER BY m.start_time, m.id
-             LIMIT p_limit + 1
+            SELECT m.*, row_number() OVER (ORDER BY m.start_time, m.id) AS n
+              FROM (SELECT * FROM matches m
+                     WHERE v_after_id IS NULL OR (m.start_time, m.id) > (v_after, v_after_id)
+                     ORDER BY m.start_time, m.id
+                     LIMIT p_limit + 1) m
         ), summary AS (
-            SELECT (SELECT count(*) FROM matches) AS total, (SELECT count(*) FROM page) > p_limit AS has_more
+            SELECT (SELECT count(*) FROM matches) AS total, (SELECT count(*) FROM page) > p_limit AS more
         )
-        SELECT c.total, c.has_more, p.id, p.slot_id, p.patient_id, p.practitioner_id, p.status, p.start_time,
+        SELECT c.total,
+               CASE WHEN c.more AND p.n = p_limit THEN booking_cursor_encode(v_scope, p.start_time, p.id) END,
+               p.id, p.slot_id, p.patient_id, p.practitioner_id, p.status, p.start_time,
                p.end_time, p.booked_at, p.cancelled_at, p.cancelled_by, p.cancellation_reason
           FROM summary c
-          LEFT JOIN (SELECT * FROM page ORDER BY page.start_time, page.id LIMIT p_limit) p ON true
-         ORDER BY p.start_time, p.id;
+          LEFT JOIN page p ON p.n <= p_limit
+         ORDER BY p.n;
 END
 $$;
 
-COMMENT ON FUNCTION booking_api.search_appointments(bigint, bigint, bigint, text[], timestamptz, timestamptz, integer,
-                                                    timestamptz, bigint) IS
+COMMENT ON FUNCTION booking_api.search_appointments(bigint, bigint, bigint, text[], timestamptz, timestamptz, integer, text) IS
     'Appointments of the acting patient or practitioner (one of p_patient_id, p_practitioner_id must be the actor; '
     'the other, if given, narrows), any or '
-    'the given statuses, start in [p_start_from, p_start_before), in keyset pages of p_limit (1-500) after '
-    '(p_after_start_time, p_after_id), ordered by start. Every row carries total and has_more; an empty page is '
-    'one row with only those. Errors: MB401, MB403, MB404, MB400.';
+    'the given statuses, start in [p_start_from, p_start_before), in keyset pages of p_limit (1-500) ordered by '
+    'start, the last row carrying a signed next_cursor when more follow. Every row carries total; an empty page '
+    'is one row with only that. Errors: MB401, MB403, MB404, MB400, MBC01 invalid_cursor.';
 REVOKE ALL ON FUNCTION booking_api.search_appointments(bigint, bigint, bigint, text[], timestamptz, timestamptz,
-                                                       integer, timestamptz, bigint) FROM PUBLIC;
+                                                       integer, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking_api.search_appointments(bigint, bigint, bigint, text[], timestamptz, timestamptz,
-                                                          integer, timestamptz, bigint) TO medbook_api;
+                                                          integer, text) TO medbook_api;
