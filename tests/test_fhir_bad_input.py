@@ -244,6 +244,7 @@ def query_cases(scene: Scene) -> list[tuple[str, list[tuple[str, str]], int, str
         ("Schedule", [], 400, "required"),
         ("Schedule", [("actor", "Schedule/1")], 400, "invalid"),
         ("Schedule", [("actor", "Practitioner/1"), ("name", "x")], 400, "not-supported"),
+        ("Schedule", [("actor", "Practitioner/1"), ("_cursor", "x")], 400, "not-supported"),
         ("Appointment", [], 400, "invalid"),
         ("Appointment", [("patient", "Patient/x")], 400, "invalid"),
         ("Appointment", [("patient", "Practitioner/1")], 400, "invalid"),

@@ -9,7 +9,7 @@ searched with search_slots() (db/functions/120), which decide who sees what.
 from __future__ import annotations
 
 import psycopg
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 
 from ..auth import current_user_id
 from . import resources, search
@@ -39,7 +39,7 @@ def read_schedule(practitioner_id: str):
 def search_schedules():
     """The schedule of the practitioner named by actor (an empty searchset when there is none)."""
     user_id = current_user_id()
-    found = search.parse("Schedule", statuses={})
+    found = search.parse("Schedule", statuses={}, paged=False)  # one schedule at most: no pages
     _required(found, "actor")
     try:
         rows = _db().call("get_booking_settings", user_id, found.values["actor"])
@@ -47,7 +47,7 @@ def search_schedules():
         if exc.sqlstate != "MB404":
             raise
         rows = []
-    return respond(search.searchset(len(rows), [{"relation": "self", "url": request.url}],
+    return respond(search.searchset(len(rows), [search.self_link("Schedule")],
                                     [resources.schedule(row["practitioner_id"]) for row in rows]))
 
 

@@ -96,13 +96,15 @@ class Search:
     cursor: str | None
 
 
-def parse(resource_type: str, *, statuses: dict[str, str | None]) -> Search:
-    """The request's query as a Search; `statuses` maps each FHIR status code to ours (None: we have none)."""
+def parse(resource_type: str, *, statuses: dict[str, str | None], paged: bool = True) -> Search:
+    """The request's query as a Search; `statuses` maps each FHIR status code to ours (None: we have none).
+    A search that is never paged (paged=False) takes no _cursor."""
     parameters = {p.name: p for p in SEARCH_PARAMETERS[resource_type]}
-    unknown = sorted(set(request.args) - set(parameters) - set(RESULT_PARAMETERS))
+    results = RESULT_PARAMETERS if paged else tuple(p for p in RESULT_PARAMETERS if p != CURSOR_PARAMETER)
+    unknown = sorted(set(request.args) - set(parameters) - set(results))
     if unknown:
         raise invalid(f"Unknown or unsupported search parameter(s) for {resource_type}: {', '.join(unknown)[:200]}. "
-                      f"Supported: {', '.join([*parameters, *RESULT_PARAMETERS])}.", "not-supported")
+                      f"Supported: {', '.join([*parameters, *results])}.", "not-supported")
     values: dict[str, Any] = {}
     for name, parameter in parameters.items():
         given = request.args.getlist(name)
@@ -195,12 +197,18 @@ def bundle(search: Search, rows: list[dict[str, Any]], to_resource) -> dict[str,
     page that more follow next_cursor; an empty page is one row with only total)."""
     matches = [row for row in rows if row["id"] is not None]
     total = rows[0]["total"] if rows else 0
-    links = [{"relation": "self", "url": request.url}]
+    links = [self_link(search.resource_type)]
     if matches and matches[-1]["next_cursor"]:
         query = [(name, value) for name, value in request.args.items(multi=True) if name != CURSOR_PARAMETER]
         query.append((CURSOR_PARAMETER, matches[-1]["next_cursor"]))
         links.append({"relation": "next", "url": f"{base_url()}{search.resource_type}?{urlencode(query)}"})
     return searchset(total, links, [to_resource(row) for row in matches])
+
+
+def self_link(resource_type: str) -> dict[str, str]:
+    """The search as received, its query re-encoded (so the link is a URI whatever the client sent)."""
+    query = urlencode(list(request.args.items(multi=True)))
+    return {"relation": "self", "url": f"{base_url()}{resource_type}" + (f"?{query}" if query else "")}
 
 
 def searchset(total: int, links: list[dict[str, str]], resources: list[dict[str, Any]]) -> dict[str, Any]:
