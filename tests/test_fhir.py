@@ -347,3 +347,24 @@ def test_a_new_patient_has_no_appointments(client, admin):
     user, patient = add_patient(admin)
     found = fhir_get(client, "Appointment", user, patient=f"Patient/{patient}").get_json(force=True)
     assert found["total"] == 0 and [link["relation"] for link in found["link"]] == ["self"]
+
+
+def test_attendance_states_are_fulfilled_and_noshow(client, admin, world, slots):
+    """Issue 10's completed and no_show read and search as FHIR's fulfilled and noshow; a PUT cannot set them."""
+    came = book(client, world, slots[0]["id"]).get_json(force=True)
+    missed = book(client, world, slots[1]["id"]).get_json(force=True)
+    set_clock(admin, slots[1]["start_time"] + timedelta(minutes=5))
+    admin.execute("SELECT complete_appointment(%s, %s)", (world.practitioner_user, int(came["id"])))
+    admin.execute("SELECT mark_no_show(%s, %s)", (world.practitioner_user, int(missed["id"])))
+    assert fhir_get(client, f"Appointment/{came['id']}", world.patient_user).get_json(force=True)["status"] \
+        == "fulfilled"
+    read = fhir_get(client, f"Appointment/{missed['id']}", world.patient_user).get_json(force=True)
+    assert read["status"] == "noshow"
+    for status, expected in (("fulfilled", [came["id"]]), ("noshow", [missed["id"]]),
+                             ("fulfilled,noshow", [came["id"], missed["id"]]), ("booked", [])):
+        found = fhir_get(client, "Appointment", world.patient_user, patient=f"Patient/{world.patient}",
+                         status=status)
+        assert [a["id"] for a in entries(found)] == expected, status
+    assert put(client, world.patient_user, read).get_json(force=True) == read   # unchanged
+    outcome(put(client, world.practitioner_user, {**read, "status": "fulfilled"}), 422, "business-rule",
+            "appointment_mismatch")
