@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 
-from . import appointments, directory, docs, errors, feeds, observability, practitioners, schedules, slots
+from . import appointments, directory, docs, errors, feeds, fhir, observability, practitioners, schedules, slots
 from .db import Database, prepare_threshold, switch
 
 log = logging.getLogger("medbook.api")
@@ -101,6 +101,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(schedules.bp)
     app.register_blueprint(feeds.bp)
     app.register_blueprint(docs.bp)
+    fhir.init_app(app)
     errors.register(app)
     observability.init_app(app)
     return app

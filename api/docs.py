@@ -80,10 +80,23 @@ PAGE = """<!DOCTYPE html>
 """
 
 
+def _load(package: str) -> dict[str, Any]:
+    return json.loads(resources.files(package).joinpath("openapi.json").read_text(encoding="utf-8"))
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document shipped with the package (api/openapi.json)."""
-    return json.loads(resources.files(__package__).joinpath("openapi.json").read_text(encoding="utf-8"))
+    """The OpenAPI document shipped with the package: api/openapi.json, with the FHIR facade's
+    operations (api/fhir/openapi.json: its paths, tags and components) merged in."""
+    document, fhir = _load(__package__), _load(f"{__package__}.fhir")
+    document["tags"] = [*document["tags"], *fhir["tags"]]
+    document["paths"] = {**document["paths"], **fhir["paths"]}
+    for kind, entries in fhir["components"].items():
+        clash = set(entries) & set(document["components"].get(kind, {}))
+        if clash:
+            raise RuntimeError(f"api/fhir/openapi.json redefines components.{kind}: {sorted(clash)}")
+        document["components"][kind] = {**document["components"].get(kind, {}), **entries}
+    return document
 
 
 @bp.get("/openapi.json")

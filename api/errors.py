@@ -46,6 +46,7 @@ SQLSTATES: dict[str, tuple[int, str]] = {
     "MBE01": (400, "unknown_event_type"),
     "MBE02": (400, "invalid_webhook_url"),
     "MBE03": (400, "invalid_webhook_secret"),
+    "MBF01": (422, "appointment_mismatch"),
     # Built-in states a client can provoke through the functions.
     "23P01": (409, "slot_overlap"),
     "23505": (409, "conflict"),

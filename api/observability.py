@@ -92,7 +92,8 @@ def init_app(app: Flask) -> None:
         route = request.url_rule.rule if request.url_rule else "unmatched"
         REQUESTS.labels(route, request.method, str(response.status_code)).inc()
         LATENCY.labels(route, request.method).observe(duration)
-        if request.method == "POST" and route.startswith("/v1/appointments"):
+        if (request.method == "POST" and route.startswith("/v1/appointments")) or \
+                (request.method in ("POST", "PUT", "PATCH") and route.startswith("/fhir/R4/Appointment")):
             # A replay (Idempotency-Key) changed nothing: it is counted apart.
             outcome = "replayed" if response.headers.get("Idempotent-Replayed") else g.get("problem_code") or "ok"
             APPOINTMENT_CHANGES.labels(route, outcome).inc()

@@ -9,6 +9,10 @@ Requests that match no documented operation (an unknown path, a method the
 path does not have, Flask's automatic HEAD and OPTIONS) must still answer
 with a valid problem document when they fail, and may not succeed at all
 unless the method is HEAD or OPTIONS.
+
+Under /fhir/ errors are OperationOutcomes (application/fhir+json) that carry
+the problem code in issue[0].details.coding, and every response is also
+parsed with the fhir.resources R4B models (tests/fhir_contract.py).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import re
 from functools import cache
 from typing import Any
 
+from fhir_contract import check_fhir_response
 from flask.testing import FlaskClient
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
@@ -47,6 +52,7 @@ def openapi() -> OpenAPI:
     # iCalendar feeds are text, like the text/plain and text/html openapi-core knows.
     config = Config(extra_media_type_deserializers={
         "application/problem+json": json.loads,
+        "application/fhir+json": json.loads,
         "text/calendar": lambda data: data.decode("utf-8") if isinstance(data, bytes) else data})
     return OpenAPI.from_dict(openapi_document(), config=config)
 
@@ -91,12 +97,17 @@ def _documented_response(response: TestResponse) -> dict | None:
 
 
 def _check_problem_code(response: TestResponse) -> None:
-    """A problem's code is one its response documents (by example), not merely any known code."""
+    """A problem's code is one its response documents (by example), not merely any known code.
+    Under /fhir/ the problem is an OperationOutcome carrying the code in issue[0].details.coding."""
     documented = _documented_response(response)
-    if documented is None or response.mimetype != "application/problem+json" or response.request.method == "HEAD":
+    if documented is None or response.status_code < 400 or response.request.method == "HEAD":
         return
-    codes = set(documented["content"]["application/problem+json"].get("examples", {}))
-    code = response.get_json().get("code")
+    if response.mimetype not in documented["content"]:
+        return
+    codes = set(documented["content"][response.mimetype].get("examples", {}))
+    body = response.get_json(force=True)
+    code = body.get("code") if response.mimetype == "application/problem+json" else \
+        body["issue"][0]["details"]["coding"][0]["code"]
     if code not in codes:
         raise ContractViolationError(f"problem code {code!r} is not documented for this response "
                                      f"(documented: {sorted(codes)})\n{_describe(response)}")
@@ -124,6 +135,8 @@ def check_response(response: TestResponse) -> None:
             return
         raise ContractViolationError(f"{method} {response.request.path} succeeded but is not an operation "
                                 f"of api/openapi.json\n{_describe(response)}")
+    if response.request.path.startswith("/fhir/"):
+        return  # an OperationOutcome: ContractClient checks it with the FHIR models
     if response.mimetype != "application/problem+json":
         raise ContractViolationError(f"error response is not application/problem+json\n{_describe(response)}")
     if method == "HEAD":
@@ -154,4 +167,6 @@ class ContractClient(FlaskClient):
         response = super().open(*args, **kwargs)
         if self.check_contract:
             check_response(response)
+            if response.request.path.startswith("/fhir/"):
+                check_fhir_response(response)
         return response

@@ -229,19 +229,23 @@ def _operations(document: dict):
 
 
 def test_every_error_is_the_one_shared_problem_type():
-    """Client generators make one Problem class: no response inlines its own variant of it."""
+    """Client generators make one Problem class: no response inlines its own variant of it.
+    Under /fhir/ the one error type is FHIR's OperationOutcome (carrying the problem code)."""
     document = openapi_document()
     responses = document["components"]["responses"]
     for path, method, operation in _operations(document):
-        assert operation["responses"].get("default") == {"$ref": "#/components/responses/Problem"}, \
+        fhir = path.startswith("/fhir/")
+        default, media, schema = (("FhirOutcome", "application/fhir+json", "OperationOutcome") if fhir
+                                  else ("Problem", "application/problem+json", "Problem"))
+        assert operation["responses"].get("default") == {"$ref": f"#/components/responses/{default}"}, \
             f"{method.upper()} {path} has no default problem response"
         for status, response in operation["responses"].items():
             if "$ref" in response:
                 response = responses[response["$ref"].rsplit("/", 1)[1]]
-            problem = response.get("content", {}).get("application/problem+json")
+            problem = response.get("content", {}).get(media)
             if status == "default" or status.startswith(("4", "5")):
                 assert problem, f"{method.upper()} {path} {status} is not a problem"
-                assert problem["schema"] == {"$ref": "#/components/schemas/Problem"}, \
+                assert problem["schema"] == {"$ref": f"#/components/schemas/{schema}"}, \
                     f"{method.upper()} {path} {status} inlines its problem schema"
                 assert problem.get("examples"), f"{method.upper()} {path} {status} names no problem code"
 

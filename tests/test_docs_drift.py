@@ -231,7 +231,8 @@ def operation_specific_codes(operation: dict) -> set[str]:
             continue
         if "$ref" in response:
             response = responses[response["$ref"].rsplit("/", 1)[1]]
-        codes |= set(response["content"]["application/problem+json"]["examples"])
+        content = response["content"]  # a Problem, or under /fhir/ an OperationOutcome
+        codes |= set(content.get("application/problem+json", content.get("application/fhir+json"))["examples"])
     return codes
 
 

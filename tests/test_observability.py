@@ -79,6 +79,23 @@ def test_metrics_count_requests_latency_pool_and_booking_outcomes(metrics_app, a
     assert value(after, "medbook_db_pool_connections", state="size") >= 1
 
 
+def test_fhir_bookings_are_counted_with_the_rest_ones(metrics_app, admin, world):
+    client = metrics_app.test_client()
+    before = samples(client.get("/metrics").get_data(as_text=True))
+    slot = make_slot(admin, world, NOW + timedelta(days=2))
+    body = {"resourceType": "Appointment", "status": "booked", "slot": [{"reference": f"Slot/{slot['id']}"}],
+            "participant": [{"actor": {"reference": f"Patient/{world.patient}"}, "status": "accepted"}]}
+    headers = {"Content-Type": "application/fhir+json"}
+    assert client.post("/fhir/R4/Appointment", json=body, headers={**headers, **bearer(world.patient_user)}) \
+        .status_code == 201
+    assert client.post("/fhir/R4/Appointment", json=body, headers={**headers, **bearer(world.patient_user)}) \
+        .status_code == 409
+    after = samples(client.get("/metrics").get_data(as_text=True))
+    for outcome in ("ok", "slot_unavailable"):
+        assert value(after, "medbook_appointment_changes_total", route="/fhir/R4/Appointment", outcome=outcome) \
+            - value(before, "medbook_appointment_changes_total", route="/fhir/R4/Appointment", outcome=outcome) == 1
+
+
 def test_metrics_are_off_unless_enabled(client):
     assert client.get("/metrics").status_code == 404
 

@@ -45,7 +45,10 @@ API_FUNCTIONS = {"booking_now", "create_slot", "update_slot", "delete_slot", "ge
                  "list_practitioners", "set_schedule", "get_schedule", "publish_schedule", "create_time_off",
                  "list_time_off", "delete_time_off", "create_slots", "delete_slots", "list_slots",
                  "reschedule_appointment", "complete_appointment", "mark_no_show", "list_patient_appointments",
-                 "list_appointment_history", "perform_idempotently", "issue_calendar_token", "calendar_feed"}
+                 "list_appointment_history", "perform_idempotently", "issue_calendar_token", "calendar_feed",
+                 # the FHIR facade's (db/functions/120-139)
+                 "search_slots", "search_appointments", "get_patient", "book_slot_expecting",
+                 "replace_appointment"}
 REPORTING_FUNCTIONS = {"booking_now", "check_booking_invariants"}
 MAINTENANCE_FUNCTIONS = {"purge_idempotency_keys"}
 # The event log's readers and the webhook delivery worker (migration 0011, tests/test_events.py).

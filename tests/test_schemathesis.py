@@ -48,7 +48,15 @@ TIMES = [(NOW + timedelta(minutes=30 * k)).isoformat() for k in (*range(4, 16), 
 # Whose token an operation's requests carry first (Hypothesis leans towards the first).
 PATIENT_OPERATIONS = {("/v1/appointments", "POST"), ("/v1/appointments/{appointment_id}/cancel", "POST"),
                       ("/v1/appointments/{appointment_id}/reschedule", "POST"),
-                      ("/v1/patients/{patient_id}/appointments", "GET")}
+                      ("/v1/patients/{patient_id}/appointments", "GET"), ("/fhir/R4/Appointment", "POST"),
+                      ("/fhir/R4/Appointment", "GET"),
+                      ("/fhir/R4/Appointment/{appointment_id}", "PUT"),
+                      ("/fhir/R4/Appointment/{appointment_id}", "PATCH")}
+
+# Search path -> (parameter, referenced type, ids key) that steer() fills with a real row.
+FHIR_SEARCH_REFERENCES = {"/fhir/R4/Appointment": ("patient", "Patient", "patient_id"),
+                          "/fhir/R4/Slot": ("schedule", "Schedule", "practitioner_id"),
+                          "/fhir/R4/Schedule": ("actor", "Practitioner", "practitioner_id")}
 
 OPERATIONS = sorted((path, method.upper()) for path, item in openapi_document()["paths"].items()
                     for method in item if method in HTTP_METHODS)
@@ -89,6 +97,11 @@ def steer(case, data, ids) -> None:
         # Hypothesis leans towards False: that choice picks a real row.
         if name in ids and not data.draw(st.booleans(), label=f"generated {name}"):
             case.path_parameters[name] = data.draw(st.sampled_from(ids[name]), label=name)
+    # FHIR searches need a reference to a real row to get past parsing (searches without one are 400).
+    if case.method == "GET" and case.path in FHIR_SEARCH_REFERENCES and \
+            not data.draw(st.booleans(), label="generated search reference"):
+        name, kind, key = FHIR_SEARCH_REFERENCES[case.path]
+        case.query = {**(case.query or {}), name: f"{kind}/{data.draw(st.sampled_from(ids[key]), label=name)}"}
     if isinstance(case.body, dict) and not data.draw(st.booleans(), label="generated body values"):
         if "slot_id" in case.body:
             case.body["slot_id"] = data.draw(st.sampled_from(ids["slot_id"]), label="body slot_id")
@@ -98,6 +111,14 @@ def steer(case, data, ids) -> None:
             case.body["start_time"] = TIMES[start]
         if "end_time" in case.body:
             case.body["end_time"] = TIMES[min(start + length, len(TIMES) - 1)]
+        if case.body.get("resourceType") == "Appointment":  # the FHIR facade: a real slot, patient and id
+            slot = data.draw(st.sampled_from(ids["slot_id"]), label="body slot")
+            patient = data.draw(st.sampled_from(ids["patient_id"]), label="body patient")
+            case.body.update(status=data.draw(st.sampled_from(["booked", "cancelled"]), label="body status"),
+                             slot=[{"reference": f"Slot/{slot}"}],
+                             participant=[{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}])
+            if "appointment_id" in (case.path_parameters or {}):
+                case.body["id"] = str(case.path_parameters["appointment_id"])
 
 
 @pytest.mark.parametrize("path, method", OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
