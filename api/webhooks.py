@@ -2,7 +2,9 @@
 
 A relay thread sends NOTIFY booking_events (payload: the highest readable
 event id) a few times a second when new events became readable, for this
-worker and for every other listener (booking transactions do not notify).
+worker and for every other listener; it covers events that an older
+transaction held back, and it is the only source of notifications when the
+owner has switched the on-commit one off (booking.event_log_settings).
 
 Each loop: fan new final events out into per-subscription deliveries
 (fan_out_webhook_events), claim due deliveries under a lease
@@ -185,9 +187,10 @@ class Worker:
     def relay(self, stop: threading.Event) -> None:
         """NOTIFY booking_events whenever new events became readable (every `relay` seconds; 0: never).
 
-        Booking transactions do not notify (it would serialise their commits on
-        PostgreSQL's notify lock); this thread does it for them, for this
-        worker's own loop and for every other listener.
+        Booking transactions notify on commit unless the owner turned that off;
+        their events may become readable only later, when an older transaction
+        ends. This thread announces them then, for this worker's own loop and
+        for every other listener.
         """
         last: int | None = None
         while self.settings.relay > 0 and not stop.is_set():

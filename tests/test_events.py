@@ -6,8 +6,10 @@
 - a reader's cursor never skips an event that commits late (the test holds a
   writing transaction open across the reader's polls, then runs many writers
   against a polling reader);
-- NOTIFY (from the relay, never from a booking transaction) tells listeners which
-  events became readable;
+- NOTIFY booking_events wakes listeners when a change commits (once per
+  transaction, payload its first event id; nothing on rollback), unless the
+  owner switched that off; the webhook workers' relay also tells listeners
+  which events became readable;
 - medbook_events may read events and nothing else; the purge keeps what
   deliveries still need.
 """
@@ -360,7 +362,52 @@ def notifications(listener: psycopg.Connection, timeout: float = 0.3) -> list[tu
     return [(n.channel, n.payload) for n in listener.notifies(timeout=timeout)]
 
 
+def notify_on_commit(conn: psycopg.Connection, on: bool) -> None:
+    conn.execute("UPDATE booking.event_log_settings SET notify_on_commit = %s", (on,))
+
+
+def test_a_change_notifies_listeners_when_it_commits(db, admin, world: World):
+    with psycopg.connect(db, autocommit=True) as listener, psycopg.connect(db, row_factory=dict_row) as writer:
+        listener.execute("LISTEN booking_events")
+        start = last_event_id(admin)
+        slot = make_slot(writer, world, NOW + timedelta(days=2))
+        writer.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, slot["id"]))
+        assert notifications(listener) == []                             # nothing before the commit
+        writer.commit()
+        written = events(admin, start)
+        assert [e["type"] for e in written] == ["slot.created", "appointment.booked"]
+        # One notification for the transaction's two events: its first event's id.
+        assert notifications(listener, 2) == [("booking_events", str(written[0]["id"]))]
+
+        make_slot(writer, world, NOW + timedelta(days=3))
+        writer.rollback()
+        assert notifications(listener, 0.5) == []                        # a rolled-back change: none
+
+        before = last_event_id(admin)
+        make_slot(admin, world, NOW + timedelta(days=4))                  # psql, autocommit: on its commit
+        assert notifications(listener, 2) == [("booking_events", str(events(admin, before)[0]["id"]))]
+
+
+def test_the_owner_can_switch_the_commit_notification_off(db, admin, world: World):
+    notify_on_commit(admin, False)
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute("LISTEN booking_events")
+        slot = make_slot(admin, world, NOW + timedelta(days=2))
+        admin.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, slot["id"]))
+        assert notifications(listener, 0.5) == []
+        notify_on_commit(admin, True)
+        make_slot(admin, world, NOW + timedelta(days=3))
+        assert len(notifications(listener, 2)) == 1
+
+
+def test_only_the_owner_changes_event_log_settings(api_conn, events_login):
+    for conn in (api_conn, events_login):
+        assert refused(conn, "UPDATE booking.event_log_settings SET notify_on_commit = false") \
+            == INSUFFICIENT_PRIVILEGE
+
+
 def test_notify_tells_listeners_which_events_became_readable(db, admin, world: World):
+    notify_on_commit(admin, False)                                       # the relay's notifications only
     start = last_event_id(admin)
     with psycopg.connect(db, autocommit=True) as listener, psycopg.connect(db, row_factory=dict_row) as writer, \
             psycopg.connect(db, autocommit=True, row_factory=dict_row) as relaying:
@@ -391,16 +438,8 @@ def test_notify_tells_listeners_which_events_became_readable(db, admin, world: W
         assert notifications(listener, 2) == [("booking_events", str(newest))]
 
 
-def test_booking_transactions_do_not_notify(db, admin, world: World):
-    """A NOTIFY per booking would serialise every commit on PostgreSQL's notify lock."""
-    with psycopg.connect(db, autocommit=True) as listener:
-        listener.execute("LISTEN booking_events")
-        slot = make_slot(admin, world, NOW + timedelta(days=2))
-        admin.execute("SELECT * FROM book_slot(%s, %s)", (world.patient_user, slot["id"]))
-        assert notifications(listener, 0.5) == []
-
-
 def test_a_worker_relays_notifications(db, admin, world: World):
+    notify_on_commit(admin, False)                                       # the relay's notifications only
     stop = threading.Event()
     worker = Worker(without_search_path(db), Settings(relay=0.05, poll=0.05), name="relay-test")
     with psycopg.connect(db, autocommit=True) as listener:

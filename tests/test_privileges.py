@@ -28,7 +28,7 @@ BOOKING_TABLES = ["booking.patients", "booking.practitioner_booking_settings", "
                   "booking.time_zones", "booking.schedule_rules", "booking.time_off_periods", "booking.cursor_key",
                   "booking.idempotency_keys", "booking.event_types", "booking.events",
                   "booking.webhook_subscriptions", "booking.webhook_deliveries", "booking.webhook_attempts",
-                  "booking.webhook_dispatch", "booking.calendar_tokens"]
+                  "booking.webhook_dispatch", "booking.calendar_tokens", "booking.event_log_settings"]
 MEDBOOK_TABLES = ["public.users", "public.practitioners"]
 VIEWS = ["booking_reporting.reporting_slot_utilisation", "booking_reporting.reporting_appointment_counts"]
 # Which roles may use which schema (USAGE): exactly what each needs.
@@ -105,7 +105,8 @@ COLUMN = {"patients": "created_at", "practitioner_booking_settings": "updated_at
           "time_off_periods": "reason", "cursor_key": "secret",
           "idempotency_keys": "error_hint", "event_types": "description", "events": "type",
           "webhook_subscriptions": "url", "webhook_deliveries": "attempts", "webhook_attempts": "worker",
-          "webhook_dispatch": "last_event_id", "calendar_tokens": "created_at"}
+          "webhook_dispatch": "last_event_id", "calendar_tokens": "created_at",
+          "event_log_settings": "notify_on_commit"}
 
 
 def writes(table: str) -> list[str]:

@@ -238,6 +238,24 @@ def test_slot_status_must_match_its_appointments_at_commit(admin, world):
     assert invariant_violations(admin) == []
 
 
+def test_one_transaction_may_create_book_cancel_and_rebook_a_slot(admin, world):
+    """The commit-time check judges each slot as it is at commit, not as an earlier statement left it."""
+    with admin.transaction():
+        slot = make_slot(admin, world, START)
+        first = book(admin, world.patient_user, slot["id"])
+    with admin.transaction():
+        cancel(admin, world.patient_user, first["id"])
+        second = book(admin, world.patient_user, slot["id"])
+        cancel(admin, world.patient_user, second["id"])
+    with admin.transaction():
+        other = make_slot(admin, world, START + timedelta(hours=1))
+        book(admin, world.patient_user, other["id"])
+        admin.execute("DELETE FROM availability_slots WHERE id = %s", (slot["id"],))
+    assert admin.execute("SELECT 1 FROM availability_slots WHERE id = %s", (slot["id"],)).fetchone() is None
+    assert slot_status(admin, other["id"]) == "booked"
+    assert invariant_violations(admin) == []
+
+
 def test_appointments_and_history_are_never_deleted(admin, world):
     appointment = book(admin, world.patient_user, make_slot(admin, world, START)["id"])
     with sqlstate("23000"):

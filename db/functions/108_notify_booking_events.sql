@@ -1,8 +1,9 @@
-/* Why: listeners should learn of new events without polling tightly, but a
-   NOTIFY inside each booking transaction would take PostgreSQL's notify lock
-   from pre-commit until the commit is flushed, serialising every booking's
-   commit (measured in docs/PERFORMANCE.md). So a relay (a thread of every
-   `medbook webhooks run`) calls this a few times a second: when events below
+/* Why: listeners should learn of new events without polling tightly. Each
+   writing transaction notifies on commit (trigger events_assign_id), but its
+   events may become readable only later, when an older transaction ends, and
+   the owner may switch that notification off (it serialises notifying
+   commits on PostgreSQL's notify lock; docs/PERFORMANCE.md). So a relay (a
+   thread of every `medbook webhooks run`) calls this a few times a second: when events below
    the horizon (093) exist after p_after_id, it sends one
    NOTIFY booking_events with the highest such id as payload and returns it;
    otherwise it sends nothing and returns p_after_id. The notification

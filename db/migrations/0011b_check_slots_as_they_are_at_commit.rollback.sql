@@ -1,0 +1,30 @@
+-- Back to 0009's check, which reads the queued row version.
+
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '60s';
+
+SET LOCAL ROLE medbook_owner;
+
+CREATE OR REPLACE FUNCTION booking.booking_assert_slot_status_consistent() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp
+AS $$
+/* Deferred to commit, for every slot row a transaction inserted or whose
+   status it changed: the slot is 'booked' exactly when an appointment holds
+   it (booked, completed or no_show: an attended appointment keeps its slot).
+   One probe of appointments_one_holder_per_slot.
+   SECURITY DEFINER because before PostgreSQL 17 a deferred trigger runs as the
+   role current at COMMIT (medbook_api, which cannot read the tables), not as
+   the booking function that queued it. It only reads. */
+BEGIN
+    IF (NEW.status = 'booked') IS DISTINCT FROM EXISTS (
+            SELECT 1 FROM appointments a WHERE a.slot_id = NEW.id AND a.status <> 'cancelled') THEN
+        RAISE EXCEPTION 'slot % has status % and a holding appointment count that disagrees', NEW.id, NEW.status
+            USING ERRCODE = 'check_violation',
+                  CONSTRAINT = 'availability_slots_booking_consistency',
+                  HINT = 'Book and cancel through book_slot() and cancel_appointment().';
+    END IF;
+    RETURN NULL;
+END
+$$;
