@@ -12,7 +12,8 @@ same server, so the ratios mean something on a noisy, shared machine:
   6. HTTP: the real app under gunicorn (authentication on), driven by wrk, against a
      bare Flask endpoint calling the same function and a direct book_slot run just before;
   7. resident memory of a gunicorn worker after the HTTP run;
-  8. the event log's cost: book_slot with and without its event trigger, paired runs;
+  8. the event log's cost: book_slot as shipped, with its NOTIFY on commit off, and without
+     its event trigger, interleaved runs;
   9. webhooks: one delivery worker's throughput against a local receiver.
 
 Runs are interleaved (baseline, booking, baseline, booking, ...) and each
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
         log("practitioner directory")
         directory = directory_stage(conninfo, sizes)
-        log("events: book_slot with and without the event trigger")
+        log("events: book_slot as shipped, with the NOTIFY on commit off, and without the event trigger")
         event_cost, cursor = event_log_cost(conninfo, sizes, cursor, limit)
         log(f"webhooks: one worker, {sizes.webhook_events} events to a local receiver")
         webhook = webhook_throughput(conninfo, sizes)

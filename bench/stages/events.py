@@ -1,10 +1,12 @@
 """Events stages: what the event log costs a booking, and one webhook worker's delivery throughput.
 
-1. book_slot with the event trigger (as shipped) and without it (ALTER TABLE ...
-   DISABLE TRIGGER appointments_record_event, as the superuser, in this
-   throw-away bench database only), interleaved at one client count, each pair
-   back to back. The slot trigger does not fire on a booking (it fires on
-   UPDATE OF start_time, end_time), so this one trigger is the whole cost.
+1. book_slot as shipped (event trigger and NOTIFY on commit), with the event
+   trigger but the NOTIFY switched off (booking.event_log_settings, the
+   owner's switch), and without the trigger (ALTER TABLE ... DISABLE TRIGGER
+   appointments_record_event, as the superuser, in this throw-away bench
+   database only), interleaved at one client count, each triple back to back.
+   The slot trigger does not fire on a booking (it fires on UPDATE OF
+   start_time, end_time), so this one trigger is the whole cost of the log.
 2. One `medbook webhooks run` process (default settings) delivering to a local
    receiver on 127.0.0.1 that answers 204 at once: a warm-up event first, then
    N events committed in one transaction; deliveries per second from the commit
@@ -31,35 +33,49 @@ from .direct import counted_run
 TRIGGER = "ALTER TABLE booking.appointments {} TRIGGER appointments_record_event"
 
 
-def _switch(conninfo: str, enable: bool) -> None:
+NOTIFY = "UPDATE booking.event_log_settings SET notify_on_commit = %s"
+VARIANTS = ("with_events", "notify_off", "without_events")
+
+
+def _switch(conninfo: str, variant: str) -> None:
+    """Sets up one variant; "with_events" is the database as shipped."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(TRIGGER.format("ENABLE" if enable else "DISABLE"))
+        conn.execute(TRIGGER.format("DISABLE" if variant == "without_events" else "ENABLE"))
+        conn.execute(NOTIFY, (variant == "with_events",))
 
 
 def event_log_cost(conninfo: str, sizes: Sizes, cursor: int, limit: int) -> tuple[dict[str, Any], int]:
-    """book_slot tps with and without the appointment event trigger, paired runs."""
+    """book_slot tps as shipped, without the NOTIFY on commit, and without the event trigger."""
     clients = 8 if 8 in sizes.clients else max(sizes.clients)
-    runs: dict[str, list[dict]] = {"with_events": [], "without_events": []}
+    runs: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
     for rep in range(sizes.reps):
-        for variant in ("with_events", "without_events"):
-            _switch(conninfo, enable=variant == "with_events")
+        for variant in VARIANTS:
+            _switch(conninfo, variant)
             try:
                 result = counted_run(conninfo, sizes, "book_slot.sql", "booked", clients=clients, offset=cursor)
             finally:
-                _switch(conninfo, enable=True)
+                _switch(conninfo, "with_events")
             runs[variant].append(result)
             cursor = max_booked_slot(conninfo, limit)
             if cursor >= limit:
                 raise SystemExit("bench: the booking slots ran out in the event-log stage")
         log(f"rep {rep + 1}/{sizes.reps}, {clients} clients: book_slot with events "
-            f"{runs['with_events'][-1]['tps']:8.0f} tps, without {runs['without_events'][-1]['tps']:8.0f} tps")
-    ratios = [a["tps"] / b["tps"] for a, b in zip(runs["with_events"], runs["without_events"], strict=True)]
+            f"{runs['with_events'][-1]['tps']:8.0f} tps, NOTIFY off {runs['notify_off'][-1]['tps']:8.0f} tps, "
+            f"without events {runs['without_events'][-1]['tps']:8.0f} tps")
+
+    def ratio(a: str, b: str) -> float:
+        return median([x["tps"] / y["tps"] for x, y in zip(runs[a], runs[b], strict=True)])
+
     return {"clients": clients,
             "with_events_tps": median([r["tps"] for r in runs["with_events"]]),
+            "notify_off_tps": median([r["tps"] for r in runs["notify_off"]]),
             "without_events_tps": median([r["tps"] for r in runs["without_events"]]),
             "with_events_latency_ms": median([r["latency_ms"] for r in runs["with_events"]]),
+            "notify_off_latency_ms": median([r["latency_ms"] for r in runs["notify_off"]]),
             "without_events_latency_ms": median([r["latency_ms"] for r in runs["without_events"]]),
-            "with_over_without": median(ratios), "runs": runs}, cursor
+            "with_over_without": ratio("with_events", "without_events"),
+            "with_over_notify_off": ratio("with_events", "notify_off"),
+            "notify_off_over_without": ratio("notify_off", "without_events"), "runs": runs}, cursor
 
 
 def _delivered(conn: psycopg.Connection, subscription: int) -> int:

@@ -59,9 +59,12 @@ def report(results: dict[str, Any]) -> str:
                  f"other errors {sum(hs['other_errors'].values())}, p50 {hs['p50_ms']:.2f} ms, "
                  f"p99 {hs['p99_ms']:.2f} ms")
     ev = results["events"]["book_slot"]
-    lines.append(f"event log: book_slot at {ev['clients']} clients {ev['with_events_tps']:.0f} tps with the "
-                 f"event trigger, {ev['without_events_tps']:.0f} tps without: {ev['with_over_without']:.2f} x "
-                 f"(latency {ev['with_events_latency_ms']:.2f} vs {ev['without_events_latency_ms']:.2f} ms)")
+    lines.append(f"event log: book_slot at {ev['clients']} clients {ev['with_events_tps']:.0f} tps as shipped, "
+                 f"{ev['notify_off_tps']:.0f} tps with the NOTIFY on commit off, {ev['without_events_tps']:.0f} tps "
+                 f"without the event trigger: shipped / no trigger {ev['with_over_without']:.2f} x, shipped / "
+                 f"NOTIFY off {ev['with_over_notify_off']:.2f} x, NOTIFY off / no trigger "
+                 f"{ev['notify_off_over_without']:.2f} x (latency {ev['with_events_latency_ms']:.2f}, "
+                 f"{ev['notify_off_latency_ms']:.2f}, {ev['without_events_latency_ms']:.2f} ms)")
     wh = results["events"]["webhooks"]
     lines.append(f"webhooks: one worker delivered {wh['events']} events in {wh['seconds']:.2f} s "
                  f"({wh['deliveries_per_second']:.0f}/s; attempt p50 {wh['attempt_p50_ms']:.0f} ms, "
