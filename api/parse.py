@@ -249,17 +249,20 @@ _ENTITY_TAG = re.compile(r'[ \t]*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|$)
 _VERSION_TAG = re.compile(r"[0-9]{1,18}")
 
 
-def if_match() -> list[int] | None:
+def if_match(*, weak: bool = False) -> list[int] | None:
     """The versions an If-Match header names, for the database to compare under its row lock.
 
     None without the header or with "*" (any current version). Comparison is strong
     (RFC 9110): weak tags and tags this server never sent match nothing, so a list
     of only those is an empty list, which fails the precondition (412). A header
-    that is not a list of entity-tags is a 400.
+    that is not a list of entity-tags is a 400. weak=True compares weakly (W/"3"
+    and "3" both name version 3): the FHIR facade's ETags are weak, as FHIR has
+    them, and FHIR clients send them back in If-Match.
     """
     values = request.headers.getlist("If-Match")
     if not values:
         return None
+    refusal = f'If-Match must be "*" or a list of entity-tags such as {"W/" if weak else ""}"3"'
     text = ", ".join(values).strip(" \t")
     if text == "*":
         return None
@@ -268,11 +271,11 @@ def if_match() -> list[int] | None:
     while position < len(text):
         match = _ENTITY_TAG.match(text, position)
         if not match or match.end() == position:
-            raise _bad('If-Match must be "*" or a list of entity-tags such as "3"')
-        weak, tag = match.group(1), match.group(2)
-        if not weak and _VERSION_TAG.fullmatch(tag):
+            raise _bad(refusal)
+        is_weak, tag = match.group(1), match.group(2)
+        if (weak or not is_weak) and _VERSION_TAG.fullmatch(tag):
             versions.append(int(tag))
         position = match.end()
     if not text or text.endswith(","):
-        raise _bad('If-Match must be "*" or a list of entity-tags such as "3"')
+        raise _bad(refusal)
     return versions

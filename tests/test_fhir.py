@@ -99,12 +99,18 @@ def test_schedule_is_the_practitioner(client, world):
 
 
 def test_slot_read_and_status_mapping(client, admin, world, slots):
-    free = fhir_get(client, f"Slot/{slots[0]['id']}", world.patient_user).get_json(force=True)
-    assert free == {"resourceType": "Slot", "id": str(slots[0]["id"]),
-                    "schedule": {"reference": f"Schedule/{world.practitioner}"}, "status": "free",
-                    "start": "2027-03-04T12:00:00Z", "end": "2027-03-04T12:30:00Z"}
+    response = fhir_get(client, f"Slot/{slots[0]['id']}", world.patient_user)
+    assert response.get_json(force=True) == {
+        "resourceType": "Slot", "id": str(slots[0]["id"]), "meta": {"versionId": "1"},
+        "schedule": {"reference": f"Schedule/{world.practitioner}"}, "status": "free",
+        "start": "2027-03-04T12:00:00Z", "end": "2027-03-04T12:30:00Z"}
+    assert response.headers["ETag"] == 'W/"1"'
     assert book(client, world, slots[0]["id"]).status_code == 201
-    assert fhir_get(client, f"Slot/{slots[0]['id']}", world.stranger_user).get_json(force=True)["status"] == "busy"
+    busy = fhir_get(client, f"Slot/{slots[0]['id']}", world.stranger_user)
+    assert busy.get_json(force=True)["status"] == "busy"
+    # The booking changed the slot: a new version, as its REST ETag says.
+    assert busy.get_json(force=True)["meta"] == {"versionId": "2"} and busy.headers["ETag"] == 'W/"2"'
+    assert client.get(f"/v1/slots/{slots[0]['id']}", headers=bearer(world.stranger_user)).headers["ETag"] == '"2"'
 
 
 def test_slot_search_filters_pages_and_totals(client, admin, world, slots):

@@ -2,18 +2,22 @@
 
 Every decision is a database function's: creating is book_slot_expecting()
 (db/functions/123), which books with book_slot() itself, so a FHIR booking and
-a REST booking race for a slot under the same guarantee; a PUT is
-replace_appointment() (124), which compares the whole resource with the stored
-one and cancels through cancel_appointment(); a PATCH is cancel_appointment().
-This module only reads the FHIR JSON into those functions' arguments.
+a REST booking race for a slot under the same guarantee; with an
+Idempotency-Key it runs through perform_idempotently() (080), as REST bookings
+do. A PUT is replace_appointment() (124), which compares the whole resource
+with the stored one and cancels through cancel_appointment(); a PATCH is
+cancel_appointment(). If-Match (W/"n") is passed to those two functions, which
+compare it with the appointment's version under the row lock. This module only
+reads the FHIR JSON and headers into those functions' arguments.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint, Response, current_app, request
 
+from .. import idempotency, parse
 from ..auth import current_user_id
 from . import resources, search
 from .wire import (
@@ -21,6 +25,7 @@ from .wire import (
     JSON_PATCH,
     FhirError,
     base_url,
+    etag,
     invalid,
     logical_id,
     not_stored,
@@ -44,7 +49,7 @@ ELEMENTS = frozenset({
     "supportingInformation", "start", "end", "minutesDuration", "slot", "created", "comment",
     "patientInstruction", "basedOn", "participant", "requestedPeriod"})
 KEPT = frozenset({"resourceType", "id", "meta", "text", "created", "status", "cancelationReason", "start", "end",
-                  "slot", "participant"})
+                  "slot", "participant", "extension"})
 PARTICIPANT_ELEMENTS = frozenset({"actor", "status", "type", "required"})
 PARTICIPATION_STATUSES = frozenset({"accepted", "declined", "tentative", "needs-action"})
 # Participant actors FHIR allows that an appointment here never has.
@@ -71,7 +76,7 @@ def _appointment(body: dict[str, Any]) -> dict[str, Any]:
     if status not in FROM_FHIR_STATUS:
         raise not_stored(f"This server has no appointments with status {status}.")
     parsed = {"status": FROM_FHIR_STATUS[status], "reason": None, "slots": [], "patient": None,
-              "practitioner": None, "start": None, "end": None}
+              "practitioner": None, "start": None, "end": None, "rescheduled_from": None, "rescheduled_to": None}
     reason = body.get("cancelationReason")
     if reason is not None:
         if not isinstance(reason, dict) or set(reason) != {"text"}:
@@ -92,7 +97,26 @@ def _appointment(body: dict[str, Any]) -> dict[str, Any]:
         raise invalid("participant must be a list of participants")
     for item in participants:
         _participant(item, parsed)
+    extensions = body.get("extension", [])
+    if not isinstance(extensions, list) or not all(isinstance(item, dict) for item in extensions):
+        raise invalid("extension must be a list of extensions")
+    for item in extensions:
+        _link(item, parsed)
     return parsed
+
+
+def _link(item: dict[str, Any], parsed: dict[str, Any]) -> None:
+    """A reschedule link (the only extensions kept): its URL and Appointment/{id}."""
+    column = resources.LINKS.get(item.get("url"))
+    if column is None:
+        raise not_stored(f"This server keeps only the extensions {', '.join(resources.LINKS)}; "
+                         f"not {str(item.get('url'))[:100]}.")
+    value = item.get("valueReference")
+    if set(item) != {"url", "valueReference"} or not isinstance(value, dict) or set(value) - {"reference", "display"}:
+        raise not_stored(f"The extension {item['url']} is a valueReference to Appointment/{{id}}.")
+    if parsed[column] is not None:
+        raise not_stored(f"The extension {item['url']} is given once.")
+    parsed[column] = parse_reference(value.get("reference"), ("Appointment",), "extension.valueReference")[1]
 
 
 def _participant(item: dict[str, Any], parsed: dict[str, Any]) -> None:
@@ -113,12 +137,19 @@ def _participant(item: dict[str, Any], parsed: dict[str, Any]) -> None:
     parsed[key] = rid
 
 
+def _respond(row: dict[str, Any], status: int = 200, replayed: bool = False) -> Response:
+    """The Appointment with its ETag (and Location when created; Idempotent-Replayed when replayed)."""
+    headers = {"ETag": etag(row["version"])}
+    if status == 201:
+        headers["Location"] = f"{base_url()}Appointment/{row['id']}"
+    return idempotency.mark(respond(resources.appointment(row), status, headers), replayed)
+
+
 @bp.get("/Appointment/<appointment_id>")
 def read_appointment(appointment_id: str):
     """One appointment, to its patient or practitioner."""
     user_id = current_user_id()
-    row = _db().call_one("get_appointment", user_id, logical_id(appointment_id, "Appointment"))
-    return respond(resources.appointment(row))
+    return _respond(_db().call_one("get_appointment", user_id, logical_id(appointment_id, "Appointment")))
 
 
 @bp.get("/Appointment")
@@ -135,8 +166,13 @@ def search_appointments():
 
 @bp.post("/Appointment")
 def create_appointment():
-    """Book the one slot named, for the signed-in patient named as the Patient participant (201 + Location)."""
+    """Book the one slot named, for the signed-in patient named as the Patient participant (201 + Location);
+    with an Idempotency-Key, at most once (a retry gets the first outcome again)."""
     user_id = current_user_id()
+    if "If-None-Exist" in request.headers:
+        raise FhirError(400, "Conditional create (If-None-Exist) is not supported; send an Idempotency-Key to make "
+                             "a retried create safe.", "not-supported", "validation_error")
+    key = idempotency.key()
     wanted = _appointment(read_resource("Appointment"))
     if wanted["status"] != "booked":
         raise not_stored("An appointment is created booked (status booked); it can be cancelled afterwards.")
@@ -148,33 +184,41 @@ def create_appointment():
     if wanted["patient"] is None:
         raise FhirError(400, "A Patient participant is required: the signed-in patient.", "required",
                         "validation_error")
-    row = _db().call_one("book_slot_expecting", user_id, wanted["slots"][0], wanted["patient"],
-                         wanted["practitioner"], wanted["start"], wanted["end"])
-    return respond(resources.appointment(row), 201, {"Location": f"{base_url()}Appointment/{row['id']}"})
+    if wanted["rescheduled_from"] is not None or wanted["rescheduled_to"] is not None:
+        raise not_stored("A new appointment replaces none; to move one to another slot, reschedule it at "
+                         "POST /v1/appointments/{id}/reschedule.")
+    outcome = idempotency.perform("book_slot_expecting", user_id, key, slot_id=wanted["slots"][0],
+                                  patient_id=wanted["patient"], practitioner_id=wanted["practitioner"],
+                                  start_time=wanted["start"], end_time=wanted["end"])
+    return _respond(outcome.row, 201, outcome.replayed)
 
 
 @bp.put("/Appointment/<appointment_id>")
 def update_appointment(appointment_id: str):
-    """Replace an appointment: only status booked -> cancelled (and its reason) can change."""
+    """Replace an appointment: only status booked -> cancelled (and its reason) can change; with If-Match, only
+    the version named."""
     user_id = current_user_id()
     aid = logical_id(appointment_id, "Appointment")
+    if_match = parse.if_match(weak=True)
     body = read_resource("Appointment")
     if body.get("id") != appointment_id:
         raise invalid(f"The resource's id must be the id in the URL ({appointment_id[:40]}).")
     wanted = _appointment(body)
     if len(wanted["slots"]) > 1:
         raise not_stored("An appointment here has one slot.")
-    row = _db().call_one("replace_appointment", user_id, aid, wanted["status"],
-                         wanted["slots"][0] if wanted["slots"] else None, wanted["patient"], wanted["practitioner"],
-                         wanted["start"], wanted["end"], wanted["reason"])
-    return respond(resources.appointment(row))
+    return _respond(_db().call_one(
+        "replace_appointment", user_id, aid, wanted["status"], wanted["slots"][0] if wanted["slots"] else None,
+        wanted["patient"], wanted["practitioner"], wanted["start"], wanted["end"], wanted["reason"],
+        wanted["rescheduled_from"], wanted["rescheduled_to"], if_match))
 
 
 @bp.patch("/Appointment/<appointment_id>")
 def patch_appointment(appointment_id: str):
-    """JSON Patch that cancels: replace /status with cancelled, optionally adding /cancelationReason."""
+    """JSON Patch that cancels: replace /status with cancelled, optionally adding /cancelationReason; with
+    If-Match, only the version named."""
     user_id = current_user_id()
     aid = logical_id(appointment_id, "Appointment")
+    if_match = parse.if_match(weak=True)
     operations = read_json((JSON_PATCH,))
     if not isinstance(operations, list) or not all(isinstance(op, dict) for op in operations):
         raise invalid("A JSON Patch is a list of operations.", "structure")
@@ -194,5 +238,4 @@ def patch_appointment(appointment_id: str):
             raise not_stored("A patch can change /status (to cancelled) and /cancelationReason only.")
     if status != "cancelled":
         raise not_stored("A patch cancels an appointment: replace /status with cancelled.")
-    row = _db().call_one("cancel_appointment", user_id, aid, reason)
-    return respond(resources.appointment(row))
+    return _respond(_db().call_one("cancel_appointment", user_id, aid, reason, if_match))

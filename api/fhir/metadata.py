@@ -11,13 +11,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import Blueprint
 
+from .resources import REPLACES, RESCHEDULED_TO
 from .search import RESULT_PARAMETERS, SEARCH_PARAMETERS
 from .wire import BASE_PATH, FHIR_JSON, JSON_PATCH, base_url, respond
 
 bp = Blueprint("fhir_metadata", __name__, url_prefix=BASE_PATH)
 
 FHIR_VERSION = "4.0.1"
-RELEASED = "2026-11-26"  # when this statement last changed
+RELEASED = "2026-11-26"  # when this statement last changed (versions, Idempotency-Key, reschedule links)
 INTERACTIONS: dict[str, tuple[str, ...]] = {
     "Schedule": ("read", "search-type"),
     "Slot": ("read", "search-type"),
@@ -25,15 +26,29 @@ INTERACTIONS: dict[str, tuple[str, ...]] = {
     "Patient": ("read",),
     "Practitioner": ("read",),
 }
+# How each resource is versioned (http://hl7.org/fhir/versioning-policy). "versioned": every
+# Slot and Appointment carries meta.versionId, and its read, create, update and patch send the
+# ETag W/"n". Not "versioned-update", which R4 defines as "VersionId must be correct for
+# updates": If-Match is honoured on an Appointment update or patch, but not required. No
+# resource keeps its old versions, so there is no vread and no history (readHistory false).
+VERSIONING = {"Schedule": "no-version", "Slot": "versioned", "Appointment": "versioned", "Patient": "no-version",
+              "Practitioner": "no-version"}
 DOCUMENTATION = {
     "Schedule": "One per practitioner: Schedule/{practitioner_id}, actor Practitioner/{practitioner_id}. "
                 "Any signed-in user.",
     "Slot": "Slot/{slot_id}, schedule Schedule/{practitioner_id}; available is free, booked is busy. Any signed-in "
-            "user reads a slot and searches free ones; busy ones are listed to their practitioner only.",
+            "user reads a slot and searches free ones; busy ones are listed to their practitioner only. "
+            "meta.versionId, and ETag W/\"n\" on read, change with every change of the slot (a booking too).",
     "Appointment": "Its patient and practitioner only. create books the one slot referenced for the signed-in "
-                   "patient (status booked, that patient as the Patient participant). update (PUT) and patch "
+                   "patient (status booked, that patient as the Patient participant); with an Idempotency-Key "
+                   "header (as for POST /v1/appointments) a retry gets the first outcome again, with "
+                   "Idempotent-Replayed: true (If-None-Exist is not supported: 400). update (PUT) and patch "
                    "(JSON Patch of /status) only cancel: status cancelled, optional cancelationReason.text; any "
-                   "other change is 422 business-rule.",
+                   "other change is 422 business-rule. meta.versionId and the ETag W/\"n\" change with every "
+                   "change; update and patch honour If-Match: W/\"n\" (a stale version is 412, issue conflict, "
+                   "and changes nothing); not required; no vread or history. A rescheduled appointment carries "
+                   "the extension " + REPLACES + " (the one it replaced) or " + RESCHEDULED_TO
+                   + " (the one that replaced it, on the cancelled one).",
     "Patient": "The patient themself, and practitioners they have appointments with.",
     "Practitioner": "Any signed-in user.",
 }
@@ -51,7 +66,7 @@ def _resource(resource_type: str) -> dict:
         "type": resource_type,
         "documentation": DOCUMENTATION[resource_type],
         "interaction": [{"code": code} for code in INTERACTIONS[resource_type]],
-        "versioning": "no-version",
+        "versioning": VERSIONING[resource_type],
         "readHistory": False,
         "updateCreate": False,
         "conditionalCreate": False,

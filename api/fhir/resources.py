@@ -4,6 +4,11 @@ Mapping only: each function turns one REST-shaped row (the same row the /v1
 API turns into JSON) into the FHIR R4 resource that says the same thing, and
 no more. Status codes map one to one (STATUS tables); a FHIR code with no
 counterpart here is None, which a search turns into "matches nothing".
+
+Versions: a slot's and an appointment's version (a column bumped by trigger on
+every update) is meta.versionId, and the ETag W/"n" of a read, create, update or
+patch. Rescheduling: R4 has no element for it, so the links are extensions
+(REPLACES on the new appointment, RESCHEDULED_TO on the cancelled one).
 """
 
 from __future__ import annotations
@@ -27,11 +32,25 @@ APPOINTMENT_STATUS_SEARCH: dict[str, str | None] = {
     "proposed": None, "pending": None, "booked": "booked", "arrived": None, "fulfilled": "completed",
     "cancelled": "cancelled", "noshow": "no_show", "entered-in-error": None, "checked-in": None, "waitlist": None}
 
+# The appointment this one replaced (rescheduled_from): R5's Appointment.replaces, in R4
+# through its cross-version extension (package hl7.fhir.uv.xver-r5.r4).
+REPLACES = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.replaces"
+# The appointment that replaced this cancelled one (rescheduled_to). R5 has no element
+# for this direction, so it is Medbook's own extension (a URI, like urn:medbook:problem).
+RESCHEDULED_TO = "urn:medbook:fhir:extension:appointment-rescheduled-to"
+# Extension URL -> the appointment column it carries.
+LINKS = {REPLACES: "rescheduled_from", RESCHEDULED_TO: "rescheduled_to"}
+
+
+def meta(row: dict[str, Any]) -> dict[str, str]:
+    return {"versionId": str(row["version"])}
+
 
 def slot(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "resourceType": "Slot",
         "id": str(row["id"]),
+        "meta": meta(row),
         "schedule": reference("Schedule", row["practitioner_id"]),
         "status": SLOT_STATUS[row["status"]],
         "start": instant(row["start_time"]),
@@ -43,8 +62,13 @@ def appointment(row: dict[str, Any]) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Appointment",
         "id": str(row["id"]),
-        "status": APPOINTMENT_STATUS[row["status"]],
+        "meta": meta(row),
     }
+    links = [{"url": url, "valueReference": reference("Appointment", row[column])}
+             for url, column in LINKS.items() if row[column] is not None]
+    if links:
+        resource["extension"] = links
+    resource["status"] = APPOINTMENT_STATUS[row["status"]]
     if row["cancellation_reason"] is not None:
         resource["cancelationReason"] = {"text": row["cancellation_reason"]}
     resource["start"] = instant(row["start_time"])

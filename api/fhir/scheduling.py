@@ -3,7 +3,9 @@
 Schedule/{id} is the practitioner with that id (one schedule each), read
 through get_booking_settings(), which any signed-in user may call and which
 says whether the practitioner exists. Slots are read with get_slot() and
-searched with search_slots() (db/functions/120), which decide who sees what.
+searched with search_slots() (db/functions/120), which decide who sees what;
+a slot carries its version (meta.versionId, ETag W/"n"). Slots are not written
+through FHIR, so no If-Match applies here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from flask import Blueprint, current_app
 
 from ..auth import current_user_id
 from . import resources, search
-from .wire import BASE_PATH, FhirError, logical_id, respond
+from .wire import BASE_PATH, FhirError, etag, logical_id, respond
 
 bp = Blueprint("fhir_scheduling", __name__, url_prefix=BASE_PATH)
 
@@ -53,9 +55,10 @@ def search_schedules():
 
 @bp.get("/Slot/<slot_id>")
 def read_slot(slot_id: str):
-    """One slot, free or busy, to any signed-in user."""
+    """One slot, free or busy, to any signed-in user, with its ETag (W/"version")."""
     user_id = current_user_id()
-    return respond(resources.slot(_db().call_one("get_slot", user_id, logical_id(slot_id, "Slot"))))
+    row = _db().call_one("get_slot", user_id, logical_id(slot_id, "Slot"))
+    return respond(resources.slot(row), headers={"ETag": etag(row["version"])})
 
 
 @bp.get("/Slot")

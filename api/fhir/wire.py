@@ -45,6 +45,11 @@ ISSUE_CODES: dict[str, str] = {
     "appointment_not_active": "business-rule",
     "cancellation_window_closed": "business-rule",
     "appointment_mismatch": "business-rule",
+    # If-Match named a version that is no longer current: FHIR's "edit conflict (version aware updates)".
+    "precondition_failed": "conflict",
+    # Idempotency-Key: the key names another request (a rule), or its request is still running (ask again).
+    "idempotency_key_reused": "business-rule",
+    "idempotency_key_in_use": "transient",
     "service_unavailable": "transient",
     "internal_error": "exception",
 }
@@ -83,11 +88,18 @@ def base_url() -> str:
     return f"{request.url_root.rstrip('/')}{BASE_PATH}/"
 
 
-def instant(value: datetime | None) -> str | None:
-    """A FHIR instant in UTC (2027-03-02T09:00:00Z)."""
+def instant(value: datetime | str | None) -> str | None:
+    """A FHIR instant in UTC (2027-03-02T09:00:00Z); a row replayed from JSON carries its times as strings."""
     if value is None:
         return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def etag(version: int) -> str:
+    """The ETag of a resource's version, weak as FHIR writes it: W/"3" (meta.versionId "3")."""
+    return f'W/"{version}"'
 
 
 def reference(resource_type: str, resource_id: int | None) -> dict[str, str] | None:

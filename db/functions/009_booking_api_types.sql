@@ -29,12 +29,14 @@ CREATE TYPE booking_api.appointment AS (
     cancelled_by        bigint,
     cancellation_reason text,
     rescheduled_from    bigint,
-    rescheduled_to      bigint
+    rescheduled_to      bigint,
+    version             bigint
 );
 COMMENT ON TYPE booking_api.appointment IS
     'An appointment as its patient and practitioner see it: status is booked | cancelled | completed | no_show; '
     'slot_id is NULL once a cancelled appointment''s slot is deleted; rescheduled_from and rescheduled_to link '
-    'an appointment and the one that replaced it.';
+    'an appointment and the one that replaced it; version changes with every change of the appointment (the FHIR '
+    'facade''s meta.versionId and ETag; pass it as p_if_match to cancel_appointment() and replace_appointment()).';
 
 CREATE TYPE booking_api.booking_settings AS (
     practitioner_id     bigint,
@@ -69,7 +71,8 @@ AS $$
                p_appointment.practitioner_id, p_appointment.status, p_appointment.start_time,
                p_appointment.end_time, p_appointment.booked_at, p_appointment.cancelled_at,
                p_appointment.cancelled_by, p_appointment.cancellation_reason,
-               p_appointment.rescheduled_from, p_appointment.rescheduled_to)::booking_api.appointment
+               p_appointment.rescheduled_from, p_appointment.rescheduled_to,
+               p_appointment.version)::booking_api.appointment
 $$;
 COMMENT ON FUNCTION booking.appointment_out(booking.appointments) IS
     'The booking_api.appointment shape of an appointment row.';

@@ -14,7 +14,8 @@
       spellings of one instant are the same request). Anything else is MBI01
       idempotency_key_reused.
    3. Otherwise the operation (book_slot, cancel_appointment, reschedule_appointment,
-      complete_appointment, mark_no_show, create_slot or the bulk create_slots)
+      complete_appointment, mark_no_show, create_slot, the bulk create_slots, or
+      book_slot_expecting, the FHIR facade's create)
       runs inside a BEGIN ... EXCEPTION block, i.e. a
       subtransaction. If a booking rule refuses it (a SQLSTATE of class MB, all
       of which are client errors, 4xx), the subtransaction -- the failed change
@@ -44,6 +45,7 @@ DECLARE
     v_now            timestamptz := booking_api.booking_now();
     v_allowed        text[];
     v_slot_id        bigint;
+    v_patient_id     bigint;
     v_appointment_id bigint;
     v_practitioner_id bigint;
     v_start_time     timestamptz;
@@ -72,6 +74,7 @@ BEGIN
         WHEN 'mark_no_show' THEN ARRAY['appointment_id']
         WHEN 'create_slot' THEN ARRAY['practitioner_id', 'start_time', 'end_time']
         WHEN 'create_slots' THEN ARRAY['practitioner_id', 'start_times', 'end_times']
+        WHEN 'book_slot_expecting' THEN ARRAY['slot_id', 'patient_id', 'practitioner_id', 'start_time', 'end_time']
     END;
     IF v_allowed IS NULL THEN
         RAISE EXCEPTION 'this operation does not take an idempotency key'
@@ -84,6 +87,7 @@ BEGIN
     END IF;
 
     v_slot_id := (p_arguments ->> 'slot_id')::bigint;
+    v_patient_id := (p_arguments ->> 'patient_id')::bigint;
     v_appointment_id := (p_arguments ->> 'appointment_id')::bigint;
     v_practitioner_id := (p_arguments ->> 'practitioner_id')::bigint;
     v_start_time := (p_arguments ->> 'start_time')::timestamptz;
@@ -97,11 +101,15 @@ BEGIN
         v_start_times := ARRAY(SELECT t::timestamptz FROM jsonb_array_elements_text(p_arguments -> 'start_times') t);
         v_end_times := ARRAY(SELECT t::timestamptz FROM jsonb_array_elements_text(p_arguments -> 'end_times') t);
     END IF;
-    v_digest := sha256(convert_to(jsonb_build_array(
+    -- patient_id is appended only when given (book_slot_expecting), so the digests of the
+    -- other operations, and of records stored before it existed, stay what they were.
+    v_digest := sha256(convert_to((jsonb_build_array(
         p_operation, v_slot_id, v_appointment_id, v_practitioner_id,
         extract(epoch FROM v_start_time), extract(epoch FROM v_end_time), v_reason,
         (SELECT jsonb_agg(extract(epoch FROM t)) FROM unnest(v_start_times) t),
-        (SELECT jsonb_agg(extract(epoch FROM t)) FROM unnest(v_end_times) t))::text, 'UTF8'));
+        (SELECT jsonb_agg(extract(epoch FROM t)) FROM unnest(v_end_times) t))
+        || CASE WHEN v_patient_id IS NULL THEN '[]'::jsonb ELSE jsonb_build_array(v_patient_id) END)::text,
+        'UTF8'));
 
     IF NOT pg_try_advisory_xact_lock(hashtextextended(p_actor_user_id::text || ' ' || p_idempotency_key, 73)) THEN
         RAISE EXCEPTION 'a request with this idempotency key is still being processed'
@@ -138,6 +146,9 @@ BEGIN
             WHEN 'create_slot' THEN
                 v_result := to_jsonb(booking_api.create_slot(p_actor_user_id, v_practitioner_id, v_start_time,
                                                              v_end_time));
+            WHEN 'book_slot_expecting' THEN
+                v_result := to_jsonb(booking_api.book_slot_expecting(p_actor_user_id, v_slot_id, v_patient_id,
+                                                                     v_practitioner_id, v_start_time, v_end_time));
             WHEN 'create_slots' THEN
                 v_result := coalesce((SELECT jsonb_agg(to_jsonb(s) - 'n' ORDER BY s.n)
                                         FROM booking_api.create_slots(p_actor_user_id, v_practitioner_id,
@@ -178,7 +189,7 @@ $$;
 
 COMMENT ON FUNCTION booking_api.perform_idempotently(bigint, text, text, jsonb) IS
     'Runs a booking operation (book_slot, cancel_appointment, reschedule_appointment, complete_appointment, '
-    'mark_no_show, create_slot, create_slots; p_arguments names its parameters without p_, e.g. {"slot_id": 5}) '
+    'mark_no_show, create_slot, create_slots, book_slot_expecting; p_arguments names its parameters without p_, e.g. {"slot_id": 5}) '
     'at most once '
     'per user and idempotency key: stores its result, or the booking rule that refused it (SQLSTATE class MB), '
     'in the same transaction, and returns the stored outcome (replayed = true) to a retry of the same request. '

@@ -14,7 +14,8 @@
    scope (practitioner, statuses, range), and a cursor resumes strictly after
    that row; a changed cursor, or one of another search, is MBC01.
 
-   Shape: one row per slot of the page, each also carrying total (matches of
+   Shape: one row per slot of the page (with its version, the Slot's
+   meta.versionId), each also carrying total (matches of
    the whole search, ignoring the position). An empty page is one row with
    only total set, so the total always arrives. Reads only: a page and its
    total come from one snapshot (one statement). */
@@ -28,7 +29,7 @@ CREATE OR REPLACE FUNCTION booking_api.search_slots(
     p_cursor           text DEFAULT NULL
 )
 RETURNS TABLE (total bigint, next_cursor text, id bigint, practitioner_id bigint, start_time timestamptz,
-               end_time timestamptz, status text)
+               end_time timestamptz, status text, version bigint)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -68,7 +69,7 @@ BEGIN
 
     RETURN QUERY
         WITH matches AS MATERIALIZED (
-            SELECT s.id, s.practitioner_id, s.start_time, s.end_time, s.status
+            SELECT s.id, s.practitioner_id, s.start_time, s.end_time, s.status, s.version
               FROM availability_slots s
              WHERE s.practitioner_id = p_practitioner_id
                AND s.status = ANY (v_statuses)
@@ -86,7 +87,7 @@ BEGIN
         )
         SELECT c.total,
                CASE WHEN c.more AND p.n = p_limit THEN booking_cursor_encode(v_scope, p.start_time, p.id) END,
-               p.id, p.practitioner_id, p.start_time, p.end_time, p.status
+               p.id, p.practitioner_id, p.start_time, p.end_time, p.status, p.version
           FROM summary c
           LEFT JOIN page p ON p.n <= p_limit
          ORDER BY p.n;

@@ -15,8 +15,9 @@
    with this search's scope (actor, patient, practitioner, statuses, range),
    and a cursor resumes strictly after that row (MBC01 for any other).
 
-   Shape: one row per appointment of the page, each also carrying total
-   (matches of the whole search). An empty page is one row with only total
+   Shape: one row per appointment of the page (the booking_api.appointment
+   columns: the reschedule links and the version included), each also carrying
+   total (matches of the whole search). An empty page is one row with only total
    set. One statement: the page and its total come from one snapshot. */
 CREATE OR REPLACE FUNCTION booking_api.search_appointments(
     p_actor_user_id    bigint,
@@ -30,7 +31,8 @@ CREATE OR REPLACE FUNCTION booking_api.search_appointments(
 )
 RETURNS TABLE (total bigint, next_cursor text, id bigint, slot_id bigint, patient_id bigint,
                practitioner_id bigint, status text, start_time timestamptz, end_time timestamptz,
-               booked_at timestamptz, cancelled_at timestamptz, cancelled_by bigint, cancellation_reason text)
+               booked_at timestamptz, cancelled_at timestamptz, cancelled_by bigint, cancellation_reason text,
+               rescheduled_from bigint, rescheduled_to bigint, version bigint)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -101,7 +103,8 @@ BEGIN
         SELECT c.total,
                CASE WHEN c.more AND p.n = p_limit THEN booking_cursor_encode(v_scope, p.start_time, p.id) END,
                p.id, p.slot_id, p.patient_id, p.practitioner_id, p.status, p.start_time,
-               p.end_time, p.booked_at, p.cancelled_at, p.cancelled_by, p.cancellation_reason
+               p.end_time, p.booked_at, p.cancelled_at, p.cancelled_by, p.cancellation_reason,
+               p.rescheduled_from, p.rescheduled_to, p.version
           FROM summary c
           LEFT JOIN page p ON p.n <= p_limit
          ORDER BY p.n;
