@@ -7,12 +7,12 @@ can travel in either). MEDBOOK_LOG_FORMAT=json (default) or text.
 Metrics (prometheus-client): request counts and latency by route template,
 method and status; the connection pool's size and waiting requests; and the
 outcome of every appointment change (booked, cancelled, or the problem code
-that refused it). Under gunicorn every worker writes to
+that refused it). Under the server every worker writes to
 PROMETHEUS_MULTIPROC_DIR (set by `medbook run`/`serve`), so a scrape sees all
 workers. Metrics are off unless MEDBOOK_METRICS=on (served at /metrics on the
 API's port, outside /v1, without a token: put it behind the network, not the
-internet) or MEDBOOK_METRICS_BIND=host:port (served by the gunicorn master on
-a separate port; api/gunicorn_conf.py).
+internet) or MEDBOOK_METRICS_BIND=host:port (served by the server's main process on
+a separate port; api/serving.py).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ POOL = Gauge("medbook_db_pool_connections", "Database pool of the API: connectio
 
 
 def registry() -> CollectorRegistry:
-    """Every worker's metrics under gunicorn (multiprocess mode), else this process's."""
+    """Every worker's metrics under the server (multiprocess mode), else this process's."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         collected = CollectorRegistry()
         multiprocess.MultiProcessCollector(collected)

@@ -9,9 +9,9 @@ same server, so the ratios mean something on a noisy, shared machine:
   4. booking_api.list_available_slots() for one practitioner and date: p50, p99 and the plan;
   5. one hot slot: many clients released together, exactly one winner per round;
   5b. the practitioner directory (booking_api.list_practitioners): latency per filter, and its plans;
-  6. HTTP: the real app under gunicorn (authentication on), driven by wrk, against a
-     bare Flask endpoint calling the same function and a direct book_slot run just before;
-  7. resident memory of a gunicorn worker after the HTTP run;
+  6. HTTP: the real app under the production server (authentication on), driven by wrk,
+     against a bare Flask endpoint under the same server calling the same function and a direct book_slot run just before;
+  7. resident memory of an API server worker after the HTTP run;
   8. the event log's cost: book_slot with and without its event trigger, paired runs;
   9. webhooks: one delivery worker's throughput against a local receiver.
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
         http: dict[str, Any] = {"skipped": "--no-http"}
         if not args.no_http:
-            log("HTTP: real app and bare app under gunicorn, wrk")
+            log("HTTP: real app and bare app under the production server, wrk")
             http, cursor = http_runs(conninfo, sizes, cursor, limit, workdir)
         if cursor >= limit:
             raise SystemExit("bench: the booking slots ran out")
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                        for name, runs in r.items() if name != "direct_book"},
             "non_2xx": {name: sum(run["errors"].get("status", 0) for rs in runs.values() for run in rs)
                         for name, runs in r.items() if name != "direct_book"},
-            "worker_rss_bytes": http["worker_rss_bytes"], "gunicorn_argv": http["gunicorn_argv"],
+            "worker_rss_bytes": http["worker_rss_bytes"], "server_argv": http["server_argv"],
             "runs": r,
         }
     results["goals"] = goals(results, at)

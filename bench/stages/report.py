@@ -69,7 +69,7 @@ def report(results: dict[str, Any]) -> str:
     if "skipped" not in h:
         lines.append(f"HTTP errors (all kinds): {h['errors']}; of them non-2xx responses: {h['non_2xx']}")
         mib = [r / 2**20 for r in h["worker_rss_bytes"]]
-        lines.append(f"gunicorn worker RSS after the HTTP run: {', '.join(f'{m:.1f}' for m in mib)} MiB")
+        lines.append(f"API server worker RSS after the HTTP run: {', '.join(f'{m:.1f}' for m in mib)} MiB")
     if "directory" in results:
         lines += directory_report(results["directory"])
     lines += ["", "goals:"]
