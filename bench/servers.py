@@ -10,12 +10,15 @@ run of its own round; medians over the rounds.
 
     .venv/bin/python bench/servers.py                          # the default candidates
     .venv/bin/python bench/servers.py --configs gunicorn:2x4 granian:2x4 --apps real,bare
-    .venv/bin/python bench/servers.py --env MEDBOOK_JSON=stdlib --env MEDBOOK_JSON=orjson
+    .venv/bin/python bench/servers.py --env MEDBOOK_THREADS=4 --env MEDBOOK_THREADS=8
+    git archive HEAD~1 | tar -x -C /tmp/before
+    .venv/bin/python bench/servers.py --tree before=/tmp/before --tree after=.
 
 A configuration is SERVER:WORKERSxTHREADS, SERVER one of gunicorn (gthread),
-granian (WSGI, blocking threads) and uwsgi (pyuwsgi, --http-socket). --env
+granian (WSGI, blocking threads) and uwsgi (pyuwsgi, --http11-socket). --env
 NAME=VALUE variants run the production configuration once per value instead,
-for same-run ablations of a setting.
+and --tree LABEL=DIR variants run it from another source tree (a checkout of
+an earlier commit), for same-run before/after ablations of a change.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, help="SERVER:WORKERSxTHREADS ...")
     parser.add_argument("--env", action="append", default=[],
-                        help="NAME=VALUE: serve the production configuration once per given value")
+                        help="'NAME=VALUE [NAME=VALUE ...]': serve the production configuration with these settings")
+    parser.add_argument("--tree", action="append", default=[],
+                        help="LABEL=DIR: serve the production configuration from the source tree DIR")
     parser.add_argument("--apps", default="real", help="real, bare or real,bare")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
@@ -66,11 +71,17 @@ def main(argv: list[str] | None = None) -> int:
               "BENCH_DATES": ",".join(str(FIRST_DAY + timedelta(days=d)) for d in range(sizes.days))}
     # (label, server spec, app, extra environment)
     variants: list[tuple[str, str, str, dict[str, str]]] = []
-    if args.env:
-        for item in args.env:
-            name, _, value = item.partition("=")
+    if args.tree:
+        for item in args.tree:
+            name, _, tree = item.partition("=")
+            path = str(Path(tree).resolve())
             for app in apps:
-                variants.append((f"{app} {name}={value}", "production", app, {name: value}))
+                variants.append((f"{app} {name}", "production", app, {"PYTHONPATH": path, "MEDBOOK_TREE": path}))
+    elif args.env:
+        for item in args.env:  # "NAME=VALUE [NAME=VALUE ...]"
+            extra = dict(pair.partition("=")[::2] for pair in item.split())
+            for app in apps:
+                variants.append((f"{app} {item}", "production", app, extra))
     else:
         variants = [(f"{app} {spec}", spec, app, {}) for spec in args.configs for app in apps]
     workdir = Path(tempfile.mkdtemp(prefix="medbook-servers-"))

@@ -79,7 +79,9 @@ def serving(spec: str, app: str, env: dict[str, str], workdir: Path) -> Iterator
     env = {**env, **extra, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
     # The request log (stderr) is written, as in production, but not kept.
     errors = tempfile.TemporaryFile()
-    server = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)  # noqa: S603
+    # MEDBOOK_TREE (bench/servers.py --tree): serve the code of another source tree.
+    cwd = env.get("MEDBOOK_TREE", ROOT)
+    server = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errors)  # noqa: S603
     base = f"http://{bind}"
     try:
         deadline = time.monotonic() + 60
