@@ -62,22 +62,34 @@ GROWING = {"availability_slots", "appointments", "appointment_history", "events"
 
 
 def read_cost(plans: str) -> dict[str, Any]:
-    """What one call's plans read: rows returned by every scan (times loops), rows filtered away, buffers."""
-    rows = removed = buffers = 0
+    """What one call's statements read: rows every scan returned (times loops), rows filters removed, buffers.
+
+    plans: auto_explain's notices, one statement each, blank-line separated. A
+    statement's buffers are its top node's (they include its children's); the
+    outer `SELECT * FROM booking_api...` is left out, as it includes the others.
+    """
+    rows = removed = hit = read = 0
     seq = set()
-    for line in plans.splitlines():
-        scan = SCAN.search(line)
-        if scan:
-            rows += round(float(scan.group(4)) * int(scan.group(5)))
-            if scan.group(1) == "Seq Scan" and scan.group(3) in GROWING:
-                seq.add(scan.group(3))
-        gone = REMOVED.search(line)
-        if gone:
-            removed += int(gone.group(1))
-        used = BUFFERS.search(line)
-        if used and line.strip().startswith("Buffers:"):
-            buffers += int(used.group(1) or 0) + int(used.group(2) or 0)
-    return {"rows_scanned": rows, "rows_removed": removed, "buffers": buffers, "seq_scans": sorted(seq)}
+    for statement in plans.split("\n\n"):
+        if "Query Text: SELECT * FROM booking_api." in statement:
+            continue
+        first_buffers = True
+        for line in statement.splitlines():
+            scan = SCAN.search(line)
+            if scan:
+                rows += round(float(scan.group(4)) * int(scan.group(5)))
+                if scan.group(1) == "Seq Scan" and scan.group(3) in GROWING:
+                    seq.add(scan.group(3))
+            gone = REMOVED.search(line)
+            if gone:
+                removed += int(gone.group(1))
+            used = BUFFERS.search(line)
+            if used and line.strip().startswith("Buffers:") and first_buffers:
+                first_buffers = False
+                hit += int(used.group(1) or 0)
+                read += int(used.group(2) or 0)
+    return {"rows_scanned": rows, "rows_removed": removed, "buffers": hit + read, "buffers_read": read,
+            "seq_scans": sorted(seq)}
 
 
 def hot_plans(conninfo: str, shape: Sizes, first_slot: int) -> dict[str, Any]:
