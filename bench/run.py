@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                       "curve_slots": [p * d * SLOTS_PER_DAY for p, d in sizes.curve]},
     })
     results["goals"] = goals(results, at)
+    # Each goal's measured ratio at a glance (the goals hold the rest: names, thresholds, met).
+    results["ratios"] = {g["key"]: g["measured"] for g in results["goals"] if isinstance(g["measured"], float)}
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     plots = plot(results, out.with_suffix(".png"), out.with_name(out.stem + "-sizes.png"))
     tables = out.with_suffix(".md")
