@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated stages to run (default: all of {','.join(STAGES)}); "
                              "direct includes cancel_appointment")
+    parser.add_argument("--clients", help="comma-separated client counts (default: 1,8,32; smoke 1,4)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP stages")
     parser.add_argument("--curve", help="sizes of the size curve to run, by label (e.g. 0.1M,1M; default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the bench databases on DATABASE_URL")
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     overrides = {k: v for k, v in (("reps", args.reps), ("seconds", args.seconds), ("http_seconds", args.seconds))
                  if v is not None}
+    if args.clients:
+        overrides["clients"] = tuple(int(c) for c in args.clients.split(","))
     sizes = Sizes(**{**asdict(sizes), **overrides})
     if args.curve:
         wanted = args.curve.split(",")
