@@ -1,8 +1,8 @@
 """The medbook command: run, serve, migrate, token, publish, demo, psql.
 
     medbook run       development: private PostgreSQL (unless DATABASE_URL), migrate,
-                      demo data on first run, curl walkthrough, gunicorn on 127.0.0.1:8000
-    medbook serve     production: gunicorn against DATABASE_URL (run migrate first)
+                      demo data on first run, curl walkthrough, the API server on 127.0.0.1:8000
+    medbook serve     production: the API server (granian) against DATABASE_URL (run migrate first)
     medbook migrate   apply pending migrations, then re-apply every db/functions/*.sql
     medbook token ID  print a development bearer token for users.id ID
     medbook publish   publish every practitioner's weekly schedule --days N ahead (default 28)
@@ -64,18 +64,18 @@ def jwt_secret() -> str:
     return path.read_text().strip()
 
 
-def gunicorn_argv(bind: str) -> list[str]:
-    """gunicorn with api/gunicorn_conf.py (metrics across workers, pool closed on exit).
+APP_TARGET = "api:create_app"
 
-    No access log: the app logs every request itself, without query strings or
-    tokens (api/observability.py). SIGTERM drains: gunicorn stops accepting,
-    lets in-flight requests finish for up to the graceful timeout, then exits.
+
+def server_argv(bind: str) -> list[str]:
+    """The production server's command line (`medbook run` and `medbook serve`): granian (api/serving.py).
+
+    MEDBOOK_WORKERS processes x MEDBOOK_THREADS threads; metrics across workers;
+    SIGTERM drains (stops accepting, finishes in-flight requests for up to
+    MEDBOOK_GRACEFUL_TIMEOUT seconds, closes the pools). No access log: the app
+    logs every request itself, without query strings or tokens (api/observability.py).
     """
-    workers = os.environ.get("MEDBOOK_WORKERS", "2")
-    threads = os.environ.get("MEDBOOK_THREADS", "4")
-    return [sys.executable, "-m", "gunicorn", "api:create_app()", "--config", "python:api.gunicorn_conf",
-            "--bind", bind, "--workers", workers, "--worker-class", "gthread", "--threads", threads,
-            "--graceful-timeout", os.environ.get("MEDBOOK_GRACEFUL_TIMEOUT", "10"), "--no-control-socket"]
+    return [sys.executable, "-m", "api.serving", bind, APP_TARGET]
 
 
 def metrics_dir() -> str:
@@ -154,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(webhook_walkthrough(), flush=True)
     env = {"MEDBOOK_LOG_FORMAT": "text", "MEDBOOK_WEBHOOK_ALLOW_PRIVATE": "1", **os.environ, "DATABASE_URL": url,
            "MEDBOOK_JWT_SECRET": secret, "PROMETHEUS_MULTIPROC_DIR": metrics_dir()}
-    server = subprocess.Popen(gunicorn_argv(args.bind), env=env, cwd=ROOT)  # noqa: S603
+    server = subprocess.Popen(server_argv(args.bind), env=env, cwd=ROOT)  # noqa: S603
     worker = subprocess.Popen([sys.executable, "-m", "api.cli", "webhooks", "run"], env=env, cwd=ROOT)
 
     def forward(signum, _frame):
@@ -176,7 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"medbook serve: {name} must be set", file=sys.stderr)
             return 2
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir()
-    argv = gunicorn_argv(args.bind)
+    argv = server_argv(args.bind)
     os.execv(argv[0], argv)  # noqa: S606
     return 0
 

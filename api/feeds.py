@@ -7,7 +7,7 @@ GET /v1/practitioners/{id}/calendar.ics?token=..., are authorised by the
 token alone: booking_api.calendar_feed() compares its hash in constant time
 and answers a wrong token, a revoked one or an unknown id with the same 404.
 The token is a password in a URL: only its hash is stored, and nothing logs
-it (the request log writes route templates, never query strings; gunicorn
+it (the request log writes route templates, never query strings; the server
 writes no access log).
 """
 

@@ -1,6 +1,6 @@
 """Where the time of one booking request goes: a profile of POST /v1/appointments.
 
-Calls the WSGI apps in-process (no gunicorn, no sockets), one request at a time,
+Calls the WSGI apps in-process (no server, no sockets), one request at a time,
 against a small bench database, and prints:
   * microseconds per booking: booking_api.book_slot() through the pool alone, the bare Flask
     app (bench/bare_app.py), and the real app (authentication on);
@@ -12,22 +12,29 @@ against a small bench database, and prints:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import secrets
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# As under `medbook serve`: metrics in multiprocess files (prometheus-client reads
+# this when it is imported), the JSON request log written (here to /dev/null).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="medbook-profile-metrics-"))
 
-from api import auth, create_app, schema  # noqa: E402
+from api import auth, create_app, observability, schema  # noqa: E402
 from bench import bare_app  # noqa: E402
-from bench import run as bench  # noqa: E402
+from bench.stages.common import SMOKE, Sizes, bench_database, median  # noqa: E402
+from bench.stages.data import load_data  # noqa: E402
 
 
 def environ(body: bytes, token: str, user: int) -> dict:
@@ -46,12 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="bookings per measurement")
     args = parser.parse_args(argv)
     n = args.requests
-    sizes = bench.Sizes(**{**bench.asdict(bench.SMOKE), "practitioners": 1000, "days": 2})
+    sizes = Sizes(**{**asdict(SMOKE), "practitioners": 1000, "days": 2})
     if sizes.slots < 4 * n:
         raise SystemExit("profile: too many requests for the slots loaded")
-    with bench.bench_database(keep=False) as conninfo:
+    with contextlib.ExitStack() as stack:
+        conninfo = stack.enter_context(bench_database(keep=False))
         schema.migrate(conninfo)
-        bench.load_data(conninfo, sizes)
+        load_data(conninfo, sizes)
+        devnull = stack.enter_context(open(os.devnull, "w"))
+        with contextlib.redirect_stderr(devnull):
+            observability.configure_logging("json")
         secret = secrets.token_urlsafe(48)
         os.environ["DATABASE_URL"] = conninfo
         real = create_app({"DATABASE_URL": conninfo, "JWT_SECRET": secret})
@@ -91,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     one()
                 wall[name].append((time.perf_counter() - started) / (n // 5) * 1e6)
                 cpu[name].append((time.process_time() - started_cpu) / (n // 5) * 1e6)
-        timings = {name: (bench.median(wall[name]), bench.median(cpu[name])) for name in ways}
+        timings = {name: (median(wall[name]), median(cpu[name])) for name in ways}
 
         from pyinstrument import Profiler
 

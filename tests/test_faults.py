@@ -14,7 +14,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -31,7 +30,7 @@ import pytest
 from conftest import JWT_SECRET, NOW, ROOT, add_patient, add_practitioner, bearer, invariant_violations
 from psycopg.rows import dict_row
 
-from api import auth, create_app, pgserver, schema
+from api import auth, cli, create_app, pgserver, schema
 
 SUPERUSER_PIDS = "SELECT pid FROM pg_stat_activity WHERE application_name = 'medbook-api'"
 
@@ -397,19 +396,16 @@ def http(method: str, url: str, token: str, body: dict | None = None, timeout: f
 
 
 def test_database_restart_under_http_load(private_server: PrivateServer, tmp_path: Path):
-    """gunicorn keeps running while PostgreSQL stops and starts: 503 + Retry-After, then 200s."""
+    """The API server keeps running while PostgreSQL stops and starts: 503 + Retry-After, then 200s."""
     people = add_people(private_server.conninfo, 2)
     slots = add_slots(private_server.conninfo, people, 40, days=30)
     port = free_port()
-    access_log = tmp_path / "access.log"
-    error_log = tmp_path / "error.log"
+    server_log = tmp_path / "server.log"
     env = {**os.environ, "DATABASE_URL": private_server.conninfo, "MEDBOOK_JWT_SECRET": JWT_SECRET,
-           "MEDBOOK_POOL_TIMEOUT": "2"}
-    gunicorn = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind", f"127.0.0.1:{port}",
-         "--workers", "2", "--threads", "4", "--access-logfile", str(access_log),
-         "--error-logfile", str(error_log), "--capture-output"],
-        env=env, cwd=ROOT)
+           "MEDBOOK_POOL_TIMEOUT": "2", "MEDBOOK_WORKERS": "2", "MEDBOOK_THREADS": "4"}
+    with server_log.open("wb") as log:
+        server = subprocess.Popen(cli.server_argv(f"127.0.0.1:{port}"), env=env, cwd=ROOT,  # noqa: S603
+                                  stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     token = auth.mint(JWT_SECRET, people.patient_users[0])
     samples: list[Sample] = []
@@ -417,7 +413,7 @@ def test_database_restart_under_http_load(private_server: PrivateServer, tmp_pat
     stop = threading.Event()
     try:
         wait_for(lambda: _healthy(base), 30, 0.2)
-        workers = psutil.Process(gunicorn.pid).children()
+        workers = psutil.Process(server.pid).children()
         assert len(workers) == 2
 
         def load(index: int) -> None:
@@ -468,17 +464,17 @@ def test_database_restart_under_http_load(private_server: PrivateServer, tmp_pat
         tail = [s for s in after if s.at > first_ok + 1]
         assert tail and all(s.status == 200 for s in tail), Counter(s.status for s in tail)
         # Same API processes all along.
-        assert gunicorn.poll() is None
-        assert {p.pid for p in psutil.Process(gunicorn.pid).children()} == {p.pid for p in workers}
+        assert server.poll() is None
+        assert {p.pid for p in psutil.Process(server.pid).children()} == {p.pid for p in workers}
         print(f"requests {len(samples)}: {dict(statuses)}; down {up_started - down_at:.1f} s, "
               f"503 while down {len(during)}, recovery {recovery:.2f} s after the server was ready, "
               f"slowest {max(s.elapsed for s in samples):.2f} s")
     finally:
         stop.set()
-        gunicorn.terminate()
-        gunicorn.wait(30)
-    logs = access_log.read_text() + error_log.read_text()
-    assert "GET /v1/slots/" in logs  # the access log was written ...
+        server.terminate()
+        server.wait(30)
+    logs = server_log.read_text()
+    assert "/v1/slots/<slot_id>" in logs  # the request log was written ...
     assert token not in logs and "Bearer" not in logs  # ... and carries no token
 
 

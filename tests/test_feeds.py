@@ -6,7 +6,7 @@
   with a higher SEQUENCE, the same UID); times in UTC; the last 30 days and the
   future; the other party's name and nothing else personal;
 - a wrong, revoked or foreign token and an unknown id are the same 404;
-- only the token's hash is stored, and neither the app's log nor gunicorn's
+- only the token's hash is stored, and neither the app's log nor the server's
   output ever contains it.
 """
 
@@ -164,7 +164,7 @@ def test_only_the_hash_of_the_token_is_stored(client, admin, world: World):
 
 
 def test_feed_tokens_are_not_logged(db, admin, world: World, tmp_path):
-    """Through the real server (gunicorn, JSON request log): its whole output never holds a token."""
+    """Through the real server (the production server, JSON request log): its whole output never holds a token."""
     server, base = _serve(db, tmp_path)
     try:
         request = urllib.request.Request(f"{base}/v1/me/calendar-token", method="POST",  # noqa: S310

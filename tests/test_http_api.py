@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import jwt
 import pytest
 from conftest import JWT_SECRET, NOW, assert_problem, bearer, iso, make_slot, set_clock
 
+from api import auth as auth_module
 from api import create_app
 
 START = NOW + timedelta(days=3)
@@ -297,6 +299,22 @@ def test_authentication_is_required(client, world):
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert client.get(f"/v1/appointments/{appointment['id']}", headers=bearer(world.patient_user)).status_code == 200
     assert client.get(f"/v1/slots/{slot['id']}", headers=bearer(world.patient_user)).get_json()["status"] == "booked"
+
+
+def test_a_remembered_token_still_expires_and_belongs_to_its_secret(client, app, world, monkeypatch):
+    """A verified token is remembered per worker (api/auth.py), but never past its exp, nor under another secret."""
+    token = jwt.encode({"sub": str(world.patient_user), "exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256")
+    url = f"/v1/practitioners/{world.practitioner}/slots"
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get(url, headers=headers).status_code == 200
+    assert client.get(url, headers=headers).status_code == 200  # the remembered verification
+    monkeypatch.setitem(app.config, "JWT_SECRET", "another-secret-of-sufficient-len-0123")
+    assert_problem(client.get(url, headers=headers), 401, "unauthorized")
+    monkeypatch.undo()
+    assert client.get(url, headers=headers).status_code == 200
+    later = time.time() + 61
+    monkeypatch.setattr(auth_module.time, "time", lambda: later)
+    assert_problem(client.get(url, headers=headers), 401, "unauthorized")
 
 
 def test_healthz(client):

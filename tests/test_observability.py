@@ -147,7 +147,7 @@ def _serve(db: str, tmp_path, **env) -> tuple[subprocess.Popen, str]:
     return server, base
 
 
-def test_metrics_port_sums_every_gunicorn_worker(db, admin, world, tmp_path):
+def test_metrics_port_sums_every_server_worker(db, admin, world, tmp_path):
     metrics_port = free_port()
     server, base = _serve(db, tmp_path, MEDBOOK_METRICS_BIND=f"127.0.0.1:{metrics_port}")
     try:
@@ -187,7 +187,7 @@ def test_sigterm_finishes_in_flight_requests_and_serves_no_new_ones(db, admin, w
             "AND wait_event_type = 'Lock'").fetchone()["n"] == 1, 15)
         server.send_signal(signal.SIGTERM)
 
-        # A new request is not served: gunicorn stops accepting (the connection waits
+        # A new request is not served: the server stops accepting (the connection waits
         # unanswered and is reset when the last worker exits) or refuses it outright.
         time.sleep(1.5)
         with pytest.raises(OSError):

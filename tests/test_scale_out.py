@@ -1,4 +1,4 @@
-"""Two API instances (separate gunicorn processes, separate pools) against one database.
+"""Two API instances (separate server processes, separate pools) against one database.
 
 Concurrent bookings spread over both instances keep the invariants (one winner
 per slot, check_booking_invariants() empty), and every step of a flow may be
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from datetime import timedelta
 import pytest
 import requests
 from conftest import JWT_SECRET, NOW, ROOT, add_patient, bearer, invariant_violations, iso, make_slot
+
+from api import cli
 
 INSTANCES = 2
 PATIENTS = 12
@@ -34,19 +35,18 @@ def _free_port() -> int:
 
 @pytest.fixture
 def instances(api_route: dict, tmp_path) -> Iterator[list[str]]:
-    """Base URLs of two gunicorn processes, each with its own workers and pools."""
+    """Base URLs of two API servers (the production command line), each with its own workers and pools."""
     processes, bases = [], []
     env = {**os.environ, "DATABASE_URL": api_route["url"], "MEDBOOK_JWT_SECRET": JWT_SECRET,
-           "MEDBOOK_POOL_MAX_SIZE": "4",
+           "MEDBOOK_POOL_MAX_SIZE": "4", "MEDBOOK_WORKERS": "2", "MEDBOOK_THREADS": "4",
            **{f"MEDBOOK_{key}": str(value) for key, value in api_route["config"].items()}}
     try:
         for index in range(INSTANCES):
             port = _free_port()
-            processes.append(subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind", f"127.0.0.1:{port}",
-                 "--workers", "2", "--worker-class", "gthread", "--threads", "4",
-                 "--error-logfile", str(tmp_path / f"instance{index}.log")],
-                env=env, cwd=ROOT))
+            log = (tmp_path / f"instance{index}.log").open("wb")
+            processes.append(subprocess.Popen(cli.server_argv(f"127.0.0.1:{port}"),  # noqa: S603
+                                              env=env, cwd=ROOT, stdout=log, stderr=log))
+            log.close()
             bases.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 30
         for base in bases:

@@ -44,6 +44,8 @@ class Sizes:
     http_seconds: int
     pgbench_scale: int
     webhook_events: int = 2_000
+    # The cost-as-data-grows curve: (practitioners, days) per size, smallest first.
+    curve: tuple[tuple[int, int], ...] = ((1_000, 10), (5_000, 20), (20_000, 50))
 
     @property
     def slots(self) -> int:
@@ -53,7 +55,8 @@ class Sizes:
 FULL = Sizes(practitioners=10_000, days=12, patients=1_000, clients=(1, 8, 32), reps=3, seconds=10,
              list_seconds=5, hot_clients=64, hot_rounds=1_000, http_seconds=10, pgbench_scale=10)
 SMOKE = Sizes(practitioners=500, days=12, patients=50, clients=(1, 4), reps=1, seconds=1,
-              list_seconds=1, hot_clients=8, hot_rounds=20, http_seconds=1, pgbench_scale=1, webhook_events=100)
+              list_seconds=1, hot_clients=8, hot_rounds=20, http_seconds=1, pgbench_scale=1, webhook_events=100,
+              curve=((100, 5), (400, 5)))
 
 
 def log(message: str) -> None:

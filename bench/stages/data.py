@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -11,20 +13,23 @@ from psycopg import sql
 from .common import CLOCK, FIRST_DAY, SLOTS_PER_DAY, Sizes, log
 
 
-def load_data(conninfo: str, sizes: Sizes) -> None:
+def load_data(conninfo: str, sizes: Sizes, *, days: int | None = None, parallel: int = 1) -> float:
     """Bulk-loads people and slots as the superuser, through the real constraints and triggers.
 
     Ids are explicit so the pgbench scripts can compute them: practitioner p is
     users.id p; patient q is users.id practitioners + q; slot ids are
     time-major (slot i of practitioner p is i * practitioners + p), so
     consecutive ids belong to different practitioners, as real bookings would.
+    Slots are INSERT ... SELECT generate_series statements, one per slot of the
+    day (one per slot index keeps each transaction's deferred trigger queue to
+    one slot per practitioner), spread over `parallel` connections. Returns the
+    seconds the slots took.
     """
     p, q = sizes.practitioners, sizes.patients
-    per = sizes.days * SLOTS_PER_DAY
+    per = (days or sizes.days) * SLOTS_PER_DAY
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SELECT booking.set_booking_clock(%s)", (CLOCK,))
-        started = time.monotonic()
         conn.execute("""
             INSERT INTO users (id, email, name, role)
             SELECT g, 'practitioner' || g || '@bench.invalid', 'Practitioner ' || g, 'practitioner'
@@ -43,23 +48,37 @@ def load_data(conninfo: str, sizes: Sizes) -> None:
         for schema_name, table in (("public", "users"), ("public", "practitioners"), ("booking", "patients")):
             conn.execute(sql.SQL("SELECT setval(pg_get_serial_sequence({}, 'id'), (SELECT max(id) FROM {}))")
                          .format(sql.Literal(f"{schema_name}.{table}"), sql.Identifier(schema_name, table)))
-        # One transaction per slot-of-day index keeps each statement's deferred
-        # trigger queue to `practitioners` events.
-        for i in range(per):
-            day, k = divmod(i, SLOTS_PER_DAY)
-            start = datetime.combine(FIRST_DAY + timedelta(days=day), datetime.min.time(), UTC) \
-                + timedelta(hours=8, minutes=30 * k)
-            conn.execute("""
-                INSERT INTO booking.availability_slots (id, practitioner_id, start_time, end_time)
-                OVERRIDING SYSTEM VALUE
-                SELECT %(i)s::bigint * %(p)s + g, g, %(start)s, %(start)s + interval '30 minutes'
-                  FROM generate_series(1, %(p)s) g""", {"i": i, "p": p, "start": start})
-            if i % 20 == 19:
-                log(f"  slots: {(i + 1) * p:,} of {per * p:,}")
+    started = time.monotonic()
+    done = [0]
+    lock = threading.Lock()
+
+    def load(indexes: range) -> None:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SET synchronous_commit = off")
+            for i in indexes:
+                day, k = divmod(i, SLOTS_PER_DAY)
+                start = datetime.combine(FIRST_DAY + timedelta(days=day), datetime.min.time(), UTC) \
+                    + timedelta(hours=8, minutes=30 * k)
+                conn.execute("""
+                    INSERT INTO booking.availability_slots (id, practitioner_id, start_time, end_time)
+                    OVERRIDING SYSTEM VALUE
+                    SELECT %(i)s::bigint * %(p)s + g, g, %(start)s, %(start)s + interval '30 minutes'
+                      FROM generate_series(1, %(p)s) g""", {"i": i, "p": p, "start": start})
+                with lock:
+                    done[0] += 1
+                    if done[0] % max(1, per // 6) == 0:
+                        log(f"  slots: {done[0] * p:,} of {per * p:,} ({time.monotonic() - started:.0f} s)")
+
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(load, [range(w, per, parallel) for w in range(parallel)]))
+    seconds = time.monotonic() - started
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT setval(pg_get_serial_sequence('booking.availability_slots', 'id'), %s)", (per * p,))
-        log(f"loaded {p:,} practitioners, {q:,} patients, {per * p:,} slots in {time.monotonic() - started:.0f} s")
+        log(f"loaded {p:,} practitioners, {q:,} patients, {per * p:,} slots in {seconds:.0f} s "
+            f"({per * p / seconds:,.0f} slots/s, {parallel} connection(s))")
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")  # the runs start without the load's dirty pages
+    return seconds
 
 
 def prebook(conninfo: str, sizes: Sizes, first_slot: int, count: int) -> int:

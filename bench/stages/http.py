@@ -1,4 +1,4 @@
-"""HTTP stages: the real app and a bare app under gunicorn, driven by wrk."""
+"""HTTP stages: the real app and a bare app under the production server, driven by wrk."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -30,15 +31,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+APPS = {"real": ("api", "create_app"), "bare": ("bench.bare_app", "create_app")}
+
+
+def server_argv(spec: str, app: str, bind: str) -> tuple[list[str], dict[str, str]]:
+    """The command line (and environment) of one server configuration serving app ("real" or "bare").
+
+    spec "production" is the project's own command line (api.cli.server_argv),
+    exactly what `medbook serve` runs; SERVER:WORKERSxTHREADS are the
+    alternatives bench/servers.py compares it with.
+    """
+    module, factory = APPS[app]
+    if spec == "production":
+        argv = cli.server_argv(bind)
+        argv[argv.index(cli.APP_TARGET)] = cli.APP_TARGET.replace("api:create_app", f"{module}:{factory}")
+        return argv, {}
+    server, _, shape = spec.partition(":")
+    workers, _, threads = shape.partition("x")
+    host, _, port = bind.rpartition(":")
+    if server == "gunicorn":
+        # gthread workers with the duties of production (bench/gunicorn_conf.py).
+        return [sys.executable, "-m", "gunicorn", f"{module}:{factory}()", "--config", "python:bench.gunicorn_conf",
+                "--bind", bind, "--workers", workers, "--worker-class", "gthread", "--threads", threads,
+                "--graceful-timeout", "10", "--no-control-socket"], {}
+    if server == "granian":
+        return [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--host", host, "--port", port,
+                "--workers", workers, "--blocking-threads", threads, "--no-ws", "--http", "1",
+                "--log-level", "warning", f"{module}:{factory}"], {}
+    if server == "uwsgi":
+        uwsgi = Path(sys.executable).with_name("uwsgi")
+        return [str(uwsgi), "--http11-socket", bind, "--master", "--processes", workers,
+                "--threads", threads, "--lazy-apps", "--need-app", "--disable-logging", "--die-on-term",
+                "--module", f"{module}:{factory}()"], {}
+    raise SystemExit(f"bench: unknown server configuration {spec!r}")
+
+
 @contextlib.contextmanager
-def gunicorn(app: str, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The project's own gunicorn command line (api.cli.gunicorn_argv), serving app."""
+def serving(spec: str, app: str, env: dict[str, str], workdir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A server configuration (see server_argv) serving app, healthy, until the block ends.
+
+    As `medbook serve` does, every worker writes its metrics to a fresh
+    PROMETHEUS_MULTIPROC_DIR.
+    """
     bind = f"127.0.0.1:{free_port()}"
-    argv = cli.gunicorn_argv(bind)
-    argv[argv.index("api:create_app()")] = app
-    # The access log (stdout) is written, as in production, but not kept.
+    argv, extra = server_argv(spec, app, bind)
+    metrics = Path(tempfile.mkdtemp(prefix="metrics-", dir=workdir))
+    env = {**env, **extra, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    # The request log (stderr) is written, as in production, but not kept.
     errors = tempfile.TemporaryFile()
-    server = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)  # noqa: S603
+    # MEDBOOK_TREE (bench/servers.py --tree): serve the code of another source tree.
+    cwd = env.get("MEDBOOK_TREE", ROOT)
+    server = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errors)  # noqa: S603
     base = f"http://{bind}"
     try:
         deadline = time.monotonic() + 60
@@ -51,7 +94,7 @@ def gunicorn(app: str, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Po
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
                 errors.seek(0)
-                raise SystemExit(f"bench: gunicorn ({app}) did not become healthy:\n"
+                raise SystemExit(f"bench: {spec} ({app}) did not become healthy:\n"
                                  f"{errors.read().decode(errors='replace')[-3000:]}")
             time.sleep(0.2)
         yield base, server
@@ -109,8 +152,8 @@ def http_runs(conninfo: str, sizes: Sizes, cursor: int, limit: int, workdir: Pat
               "BENCH_DATES": ",".join(str(FIRST_DAY + timedelta(days=d)) for d in range(sizes.days))}
     runs: dict[str, dict[int, list[dict]]] = {"direct_book": {}, "http_book": {}, "bare_book": {}, "http_slots": {}}
     rss: list[int] = []
-    with gunicorn("api:create_app()", env) as (real, real_server), \
-            gunicorn("bench.bare_app:create_app()", env) as (bare, _bare_server):
+    with serving("production", "real", env, workdir) as (real, real_server), \
+            serving("production", "bare", env, workdir) as (bare, _bare_server):
         for rep in range(sizes.reps):
             for clients in sizes.clients:
                 # Direct book_slot right before its HTTP counterparts, so that
@@ -145,4 +188,4 @@ def http_runs(conninfo: str, sizes: Sizes, cursor: int, limit: int, workdir: Pat
 
         workers = psutil.Process(real_server.pid).children()
         rss = [w.memory_info().rss for w in workers]
-    return {"runs": runs, "worker_rss_bytes": rss, "gunicorn_argv": cli.gunicorn_argv("BIND")[2:]}, cursor
+    return {"runs": runs, "worker_rss_bytes": rss, "server_argv": cli.server_argv("BIND")[1:]}, cursor

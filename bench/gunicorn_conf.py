@@ -1,4 +1,6 @@
-"""gunicorn settings for `medbook run` and `medbook serve` (loaded with --config python:api.gunicorn_conf).
+"""gunicorn settings for bench/servers.py, which compares gunicorn with the production server (api/serving.py).
+
+The same duties as api/serving.py has in production, so the comparison is fair:
 
 - Metrics: every worker writes prometheus-client's multiprocess files; a
   worker that exits is marked dead so its gauges stop counting. With

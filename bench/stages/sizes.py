@@ -1,0 +1,196 @@
+"""Cost as data grows: book_slot throughput, available-slots p99 and the hot queries' plans at several sizes.
+
+Each size is a database of its own on the bench server, loaded like the main
+one (bench/stages/data.py: generate_series statements through every constraint
+and trigger, one connection per core). All of them exist at once, so every
+round measures each size back to back, in an order that changes from round
+to round, and each figure is compared with the smallest size's in the same
+round. The plans come from auto_explain of each function's own statements
+(triggers and foreign-key checks included): the rows each scan reads must not
+grow with the table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from api import schema
+
+from .common import FIRST_DAY, Sizes, log, median
+from .data import load_data, max_booked_slot
+from .direct import counted_run, list_latency
+
+AUTO_EXPLAIN = (("auto_explain.log_min_duration", "0"), ("auto_explain.log_analyze", "on"),
+                ("auto_explain.log_nested_statements", "on"), ("auto_explain.log_level", "notice"),
+                ("auto_explain.log_timing", "off"), ("auto_explain.log_buffers", "on"),
+                ("auto_explain.log_triggers", "on"))
+SCAN = re.compile(r"(Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan|Bitmap Index Scan)"
+                  r"(?: using (\S+))? on (\S+).*?actual (?:time=\S+ )?rows=([\d.]+) loops=(\d+)")
+REMOVED = re.compile(r"Rows Removed by (?:Filter|Index Recheck|Join Filter): (\d+)")
+BUFFERS = re.compile(r"Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?")
+
+
+def label(slots: int) -> str:
+    return f"{slots / 1e6:g}M" if slots >= 1_000_000 else f"{slots / 1e3:g}k"
+
+
+def _database(server: str, name: str) -> str:
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo(server, dbname=name)
+
+
+def _drop(server: str, name: str) -> None:
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# Tables that grow with the data; a sequential scan of one of them on a hot path is a defect.
+# (booking_clock has one row and event_types a handful: scanning them is the cheapest plan.)
+GROWING = {"availability_slots", "appointments", "appointment_history", "events", "patients", "users",
+           "practitioners", "practitioner_booking_settings"}
+
+
+def read_cost(plans: str) -> dict[str, Any]:
+    """What one call's statements read: rows every scan returned (times loops), rows filters removed, buffers.
+
+    plans: auto_explain's notices, one statement each, blank-line separated. A
+    statement's buffers are its top node's (they include its children's); the
+    outer `SELECT * FROM booking_api...` is left out, as it includes the others.
+    """
+    rows = removed = hit = read = 0
+    seq = set()
+    for statement in plans.split("\n\n"):
+        if "Query Text: SELECT * FROM booking_api." in statement:
+            continue
+        first_buffers = True
+        for line in statement.splitlines():
+            scan = SCAN.search(line)
+            if scan:
+                rows += round(float(scan.group(4)) * int(scan.group(5)))
+                if scan.group(1) == "Seq Scan" and scan.group(3) in GROWING:
+                    seq.add(scan.group(3))
+            gone = REMOVED.search(line)
+            if gone:
+                removed += int(gone.group(1))
+            used = BUFFERS.search(line)
+            if used and line.strip().startswith("Buffers:") and first_buffers:
+                first_buffers = False
+                hit += int(used.group(1) or 0)
+                read += int(used.group(2) or 0)
+    return {"rows_scanned": rows, "rows_removed": removed, "buffers": hit + read, "buffers_read": read,
+            "seq_scans": sorted(seq)}
+
+
+def hot_plans(conninfo: str, shape: Sizes, first_slot: int) -> dict[str, Any]:
+    """auto_explain of list_available_slots, book_slot and cancel_appointment, as the API calls them.
+
+    Each is called six times (PL/pgSQL's plan cache settles after five); the last
+    call's plans are kept. The bookings take slots first_slot+1.. and are then cancelled.
+    """
+    user = shape.practitioners + 1
+    practitioner = shape.practitioners // 2 + 1
+    day = FIRST_DAY + timedelta(days=shape.days // 2)
+    out: dict[str, Any] = {}
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        conn.execute("LOAD 'auto_explain'")
+        for name, value in AUTO_EXPLAIN:
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        conn.execute("SET ROLE medbook_api")
+        booked = []
+        calls = {
+            "list_available_slots": lambda i: conn.execute(
+                "SELECT * FROM booking_api.list_available_slots(%s, %s, %s, NULL, 100)",
+                (user, practitioner, day)),
+            "book_slot": lambda i: booked.append(conn.execute(
+                "SELECT * FROM booking_api.book_slot(%s, %s)", (user, first_slot + i + 1)).fetchone()[0]),
+            "cancel_appointment": lambda i: conn.execute(
+                "SELECT * FROM booking_api.cancel_appointment(%s, %s, NULL)", (user, booked[i])),
+        }
+        for name, call in calls.items():
+            for i in range(6):
+                notices.clear()
+                call(i)
+            text = "\n\n".join(notices)
+            out[name] = {**read_cost(text), "plans": text}
+        conn.execute("RESET ROLE")
+    return out
+
+
+def size_curve(server: str, sizes: Sizes, workdir: Path, *, keep: bool = False) -> dict[str, Any]:
+    """The curve over sizes.curve [(practitioners, days), ...]; the smallest is the reference."""
+    clients = 8 if 8 in sizes.clients else max(sizes.clients)
+    shapes = [replace(sizes, practitioners=p, days=d) for p, d in sizes.curve]
+    names = [f"medbook_bench_size_{i}" for i in range(len(shapes))]
+    points: list[dict[str, Any]] = []
+    try:
+        for shape, name in zip(shapes, names, strict=True):
+            conninfo = _database(server, name)
+            schema.migrate(conninfo)
+            seconds = load_data(conninfo, shape, parallel=max(1, min(4, os.cpu_count() or 1)))
+            with psycopg.connect(conninfo) as conn:
+                size_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+            points.append({"label": label(shape.slots), "slots": shape.slots, "practitioners": shape.practitioners,
+                           "days": shape.days, "load_seconds": round(seconds, 1),
+                           "load_slots_per_second": round(shape.slots / seconds), "database_bytes": size_bytes,
+                           "conninfo": conninfo, "cursor": 0, "book_slot": [], "list_p99_ms": [],
+                           "list_p50_ms": []})
+        # Rounds: every size back to back, in a rotating order.
+        for rnd in range(sizes.reps):
+            order = points[rnd % len(points):] + points[:rnd % len(points)]
+            for point, shape in ((p, shapes[points.index(p)]) for p in order):
+                run = counted_run(point["conninfo"], shape, "book_slot.sql", "booked", clients=clients,
+                                  offset=point["cursor"])
+                point["cursor"] = max_booked_slot(point["conninfo"], shape.slots)
+                point["book_slot"].append(run["tps"])
+                listing = list_latency(point["conninfo"], replace(shape, reps=1),
+                                       workdir / f"sizes-{point['label']}-{rnd}")
+                point["list_p99_ms"].append(listing["p99_ms"])
+                point["list_p50_ms"].append(listing["p50_ms"])
+                log(f"round {rnd + 1}/{sizes.reps}, {point['label']} slots: book_slot {run['tps']:.0f} tps "
+                    f"({clients} clients), list_available_slots p99 {listing['p99_ms']:.3f} ms")
+        for point, shape in zip(points, shapes, strict=True):
+            point["plans"] = hot_plans(point["conninfo"], shape, point["cursor"] + 1000)
+    finally:
+        if not keep:
+            for name in names:
+                _drop(server, name)
+    base = points[0]
+    for point in points:
+        point["book_slot_tps"] = median(point["book_slot"])
+        point["list_p99_ms_median"] = median(point["list_p99_ms"])
+        point["book_slot_over_smallest"] = median([a / b for a, b in zip(point["book_slot"], base["book_slot"],
+                                                                            strict=True)])
+        point["list_p99_over_smallest"] = median([a / b for a, b in zip(point["list_p99_ms"], base["list_p99_ms"],
+                                                                           strict=True)])
+        point.pop("conninfo")
+    return {"clients": clients, "points": points}
+
+
+def flatness(curve: dict[str, Any]) -> dict[str, Any]:
+    """The curve's goals: throughput and p99 at the largest size against the smallest, and the plans' reads."""
+    points = curve["points"]
+    small, large = points[0], points[-1]
+    grown = {}
+    for name in small["plans"]:
+        a, b = small["plans"][name], large["plans"][name]
+        grown[name] = {"rows_smallest": a["rows_scanned"] + a["rows_removed"],
+                       "rows_largest": b["rows_scanned"] + b["rows_removed"],
+                       "buffers_smallest": a["buffers"], "buffers_largest": b["buffers"],
+                       "seq_scans_largest": b["seq_scans"]}
+    return {"book_slot_largest_over_smallest": large["book_slot_over_smallest"],
+            "list_p99_largest_over_smallest": large["list_p99_over_smallest"], "plans": grown,
+            "sizes": [p["slots"] for p in points]}
+
