@@ -1,7 +1,7 @@
-"""What the row rules cost a booking as CHECK constraints and as BEFORE triggers (migration 0013), in one session.
+"""What the row rules cost a booking as CHECK constraints and as BEFORE triggers (migration 0015), in one session.
 
 One connection books slots and cancels appointments in blocks, switching between
-the two forms of the same rules between blocks (the CHECK constraints of 0013's
+the two forms of the same rules between blocks (the CHECK constraints of 0015's
 rollback added NOT VALID with the triggers disabled, or the triggers as
 shipped), and reads the backend's own CPU time (/proc/<pid>/schedstat, in
 nanoseconds) around each block. Every block of one form is next to a block of
@@ -34,9 +34,9 @@ TRIGGERS = [("appointments", "appointments_row_rules"), ("availability_slots", "
 
 
 def statements() -> tuple[str, str]:
-    """The ADD CONSTRAINT ... NOT VALID statements of 0013's rollback, and the DROP CONSTRAINTs of 0013."""
-    back = (MIGRATIONS / "0013_row_rules_in_triggers.rollback.sql").read_text()
-    forward = (MIGRATIONS / "0013_row_rules_in_triggers.sql").read_text()
+    """The ADD CONSTRAINT ... NOT VALID statements of 0015's rollback, and the DROP CONSTRAINTs of 0013."""
+    back = (MIGRATIONS / "0015_row_rules_in_triggers.rollback.sql").read_text()
+    forward = (MIGRATIONS / "0015_row_rules_in_triggers.sql").read_text()
     add = back[back.index("ALTER TABLE booking.appointments\n    ADD"):
                back.index("ALTER TABLE booking.appointments VALIDATE")]
     drop = forward[forward.index("ALTER TABLE booking.appointments\n    DROP"):forward.index("RESET ROLE")]
