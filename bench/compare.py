@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"book_slot rep {rep + 1}/{args.reps}: " + ", ".join(line))
                 if not args.no_cancel:
                     fastest = max(r["tps"] for v in versions for r in runs["book"][v])
-                    reserve = int(3 * fastest * args.seconds * args.reps) + 1000
+                    # Enough for the fastest booking rate three times over, but at most half the free slots.
+                    reserve = min(int(3 * fastest * args.seconds * args.reps) + 1000,
+                                  (sizes.slots - max(cursor.values())) // 2)
                     offsets = {}
                     for v in versions:
                         limit = sizes.slots - reserve
