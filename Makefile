@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint lint-sql fuzz torture model-long bench bench-smoke migrate clean
+.PHONY: run test lint lint-sql fuzz torture model-long bench bench-smoke bench-ablation bench-compare migrate clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,18 @@ bench: $(BENCH_STAMP)
 
 bench-smoke: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --smoke
+
+# Where a booking's time goes, and what a schema change did to it (docs/PERFORMANCE.md,
+# "What a booking costs"). bench-ablation: book_slot and cancel_appointment with one
+# trigger (or the event log's NOTIFY) switched off at a time, each run paired with a
+# pgbench -N run (about 15 minutes). bench-compare: the schema of git revision BEFORE
+# (default main) against this tree, same server, interleaved rounds (about 6 minutes).
+bench-ablation: $(BENCH_STAMP)
+	$(BIN)/python bench/ablation.py
+
+BEFORE ?= main
+bench-compare: $(BENCH_STAMP)
+	$(BIN)/python bench/compare.py --before $(BEFORE)
 
 migrate: $(STAMP)
 	$(BIN)/medbook migrate

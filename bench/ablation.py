@@ -1,17 +1,22 @@
-"""Where the time of booking_api.book_slot() goes: the same pgbench run with one safeguard switched off at a time.
+"""Where the time of book_slot() and cancel_appointment() goes: one part switched off at a time.
 
 A diagnostic for docs/PERFORMANCE.md, never a configuration: it runs in a
 throw-away database (a private server, or medbook_bench on DATABASE_URL) and
 switches triggers off with ALTER TABLE ... DISABLE TRIGGER as the superuser,
 which production never does. Each variant is measured right after a pgbench -N
-baseline, at 8 clients, and reported as a ratio to it.
+baseline at the same client count and reported as a ratio to it; the variants
+of one round run back to back, so every ratio compares neighbouring runs.
 
-    .venv/bin/python bench/ablation.py [--seconds 10] [--reps 2]
+Only triggers that exist in the schema are switched (a variant naming none is
+skipped), so the tool keeps working as the schema changes.
+
+    .venv/bin/python bench/ablation.py [--seconds 8] [--reps 3] [--no-cancel]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from dataclasses import asdict
@@ -23,65 +28,131 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api import schema  # noqa: E402
+from bench.compare import measured  # noqa: E402
 from bench.stages.common import FULL, Sizes, bench_database, libpq_env, log, median, pg_binary  # noqa: E402
-from bench.stages.data import load_data, max_booked_slot  # noqa: E402
-from bench.stages.direct import pgbench  # noqa: E402
+from bench.stages.cpu import postmaster_pid  # noqa: E402
+from bench.stages.data import load_data, max_booked_slot, prebook  # noqa: E402
+from bench.stages.direct import counted_run, pgbench  # noqa: E402
 
-# name -> statements that switch a part off (undone after the variant's run)
-VARIANTS: dict[str, list[str]] = {
-    "book_slot as shipped": [],
-    "without the deferred slot/appointment consistency triggers": [
-        "ALTER TABLE booking.availability_slots DISABLE TRIGGER availability_slots_booking_consistency",
-        "ALTER TABLE booking.appointments DISABLE TRIGGER appointments_booking_consistency"],
-    "without the history trigger": [
-        "ALTER TABLE booking.appointments DISABLE TRIGGER appointments_record_history"],
-    "without foreign-key checks (all triggers off)": [
-        "ALTER TABLE booking.appointments DISABLE TRIGGER ALL",
-        "ALTER TABLE booking.availability_slots DISABLE TRIGGER ALL",
-        "ALTER TABLE booking.appointment_history DISABLE TRIGGER ALL"],
+# name -> (table, trigger) pairs switched off for the variant's run; "*" is every trigger of the table.
+# ("event_log_settings", "notify_on_commit") is the event log's setting (0011a), not a trigger: switched off by UPDATE.
+VARIANTS: dict[str, list[tuple[str, str]]] = {
+    "as shipped": [],
+    "without NOTIFY on commit (notify_on_commit off)": [("event_log_settings", "notify_on_commit")],
+    "without the event trigger": [("appointments", "appointments_record_event")],
+    "without the history trigger": [("appointments", "appointments_record_history")],
+    "without the consistency triggers": [("availability_slots", "availability_slots_booking_consistency"),
+                                         ("appointments", "appointments_booking_consistency")],
+    "without the slot version trigger": [("availability_slots", "availability_slots_bump_version")],
+    "without every user trigger (foreign keys stay)": [
+        ("appointments", "USER"), ("availability_slots", "USER"), ("appointment_history", "USER"),
+        ("events", "USER")],
+    "without any trigger (foreign keys too)": [
+        ("appointments", "ALL"), ("availability_slots", "ALL"), ("appointment_history", "ALL"), ("events", "ALL")],
 }
 
 
-def switch(conninfo: str, statements: list[str], enable: bool) -> None:
+def existing(conninfo: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    with psycopg.connect(conninfo) as conn:
+        return [(t, g) for t, g in pairs if g in ("USER", "ALL") or conn.execute(
+            "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = to_regclass(%s)",
+            (g, f"booking.{t}")).fetchone() or conn.execute(
+            "SELECT 1 FROM pg_attribute WHERE attname = %s AND attrelid = to_regclass(%s)",
+            (g, f"booking.{t}")).fetchone()]
+
+
+def switch(conninfo: str, pairs: list[tuple[str, str]], enable: bool) -> None:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement.replace("DISABLE", "ENABLE") if enable else statement)
+        for table, trigger in pairs:
+            if table == "event_log_settings":
+                conn.execute(f"UPDATE booking.event_log_settings SET {trigger} = %s", (enable,))
+            else:
+                conn.execute(f"ALTER TABLE booking.{table} {'ENABLE' if enable else 'DISABLE'} TRIGGER {trigger}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--practitioners", type=int, default=4_000)
+    parser.add_argument("--days", type=int, default=12)
+    parser.add_argument("--only", action="append", help="run only variants whose name contains this (repeatable)")
+    parser.add_argument("--no-cancel", action="store_true", help="book_slot only")
+    parser.add_argument("--notify-off", action="store_true",
+                        help="run every variant with event_log_settings.notify_on_commit off")
+    parser.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = parser.parse_args(argv)
-    sizes = Sizes(**{**asdict(FULL), "days": 6})
-    ratios: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    tps: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    sizes = Sizes(**{**asdict(FULL), "practitioners": args.practitioners, "days": args.days,
+                     "clients": (args.clients,), "seconds": args.seconds, "reps": args.reps})
+    names = [n for n in VARIANTS if n == "as shipped" or not args.only or any(o in n for o in args.only)]
+    paths = ["book_slot"] + ([] if args.no_cancel else ["cancel_appointment"])
+    ratios = {p: {n: [] for n in names} for p in paths}
+    tps = {p: {n: [] for n in names} for p in paths}
+    cpu = {p: {n: [] for n in names} for p in paths}  # server + pgbench CPU us per transaction
+    base_cpu: list[float] = []
     with bench_database(keep=False) as conninfo:
         schema.migrate(conninfo)
         load_data(conninfo, sizes)
         subprocess.run([pg_binary("pgbench"), "-i", "-q", "-s", str(sizes.pgbench_scale)],  # noqa: S603
-                             env=libpq_env(conninfo), capture_output=True, check=True)
+                       env=libpq_env(conninfo), capture_output=True, check=True)
+        if args.notify_off:
+            switch(conninfo, existing(conninfo, [("event_log_settings", "notify_on_commit")]), enable=False)
+        variants = {n: existing(conninfo, VARIANTS[n]) for n in names}
+        names = [n for n in names if n == "as shipped" or variants[n]]
+        postmaster = postmaster_pid(conninfo)
         cursor = 0
+        cancel_offset = 0
+        if "cancel_appointment" in paths:
+            # Enough pre-booked appointments for every cancellation run at 4,000/s, from the top of the slot range.
+            reserve = min(4_000 * args.seconds * args.reps * len(names) + 1000, sizes.slots // 2)
+            cancel_offset = prebook(conninfo, sizes, sizes.slots - reserve, reserve)
+            limit = sizes.slots - reserve
+        else:
+            limit = sizes.slots
         for rep in range(args.reps):
-            for name, statements in VARIANTS.items():
-                base = pgbench(conninfo, ["-N"], clients=args.clients, seconds=args.seconds)
-                switch(conninfo, statements, enable=False)
-                try:
-                    book = pgbench(conninfo, [], clients=args.clients, seconds=args.seconds,
-                                         script="book_slot.sql",
-                                         defines={"n": 0, "offset": cursor, "clients": args.clients,
-                                                  "patient_user_base": sizes.practitioners,
-                                                  "patients": sizes.patients})
-                finally:
-                    switch(conninfo, statements, enable=True)
-                cursor = max_booked_slot(conninfo, sizes.slots)
-                ratios[name].append(book["tps"] / base["tps"])
-                tps[name].append(book["tps"])
-                log(f"rep {rep + 1}: {name}: {book['tps']:.0f} tps, {ratios[name][-1]:.2f} x baseline")
-    print(f"book_slot at {args.clients} clients, medians of {args.reps} runs (ratio: to pgbench -N run just before)")
-    for name in VARIANTS:
-        print(f"  {name:62} {median(tps[name]):7.0f} tps  {median(ratios[name]):5.2f} x baseline")
+            for path in paths:
+                for name in names:
+                    base = measured(postmaster, pgbench, conninfo, ["-N"], clients=args.clients,
+                                    seconds=args.seconds)
+                    base_cpu.append(base["server_cpu_us"] + base["client_cpu_us"])
+                    switch(conninfo, variants[name], enable=False)
+                    try:
+                        if path == "book_slot":
+                            run = measured(postmaster, counted_run, conninfo, sizes, "book_slot.sql", "booked",
+                                           clients=args.clients, offset=cursor)
+                        else:
+                            run = measured(postmaster, counted_run, conninfo, sizes, "cancel_appointment.sql",
+                                           "cancelled", clients=args.clients, offset=cancel_offset)
+                    finally:
+                        restore = not (args.notify_off and name.startswith("without NOTIFY"))
+                        switch(conninfo, variants[name], enable=restore)
+                    if path == "book_slot":
+                        cursor = max_booked_slot(conninfo, limit)
+                        if cursor >= limit:
+                            raise SystemExit("ablation: the booking slots ran out; raise --days")
+                    else:
+                        with psycopg.connect(conninfo) as conn:
+                            cancel_offset = conn.execute("SELECT max(id) FROM booking.appointments "
+                                                         "WHERE status = 'cancelled'").fetchone()[0]
+                    ratios[path][name].append(run["tps"] / base["tps"])
+                    tps[path][name].append(run["tps"])
+                    cpu[path][name].append(run["server_cpu_us"] + run["client_cpu_us"])
+                    log(f"rep {rep + 1}: {path}: {name}: {run['tps']:.0f} tps, baseline {base['tps']:.0f}, "
+                        f"{ratios[path][name][-1]:.2f} x baseline; CPU {cpu[path][name][-1]:.0f} us per "
+                        f"transaction, baseline {base_cpu[-1]:.0f}")
+    print(f"at {args.clients} clients, {sizes.slots:,} slots, medians of {args.reps} runs of {args.seconds} s "
+          f"(ratio: to the pgbench -N run just before; CPU: server + pgbench microseconds per transaction, "
+          f"baseline {median(base_cpu):.0f} us, and the baseline's CPU over the variant's)")
+    for path in paths:
+        print(f"{path}:")
+        for name in names:
+            print(f"  {name:50} {median(tps[path][name]):7.0f} tps  {median(ratios[path][name]):5.2f} x baseline  "
+                  f"CPU {median(cpu[path][name]):5.0f} us  {median(base_cpu) / median(cpu[path][name]):5.2f} x")
+    if args.out:
+        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                        "tps": tps, "ratios": ratios, "cpu_us": cpu, "baseline_cpu_us": base_cpu},
+                                       indent=2) + "\n")
     return 0
 
 

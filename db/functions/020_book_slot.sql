@@ -24,9 +24,11 @@ DECLARE
     v_slot        availability_slots;
     v_appointment appointments;
 BEGIN
-    PERFORM booking_require_user(p_actor_user_id);
+    -- A patient row implies its user (patients.user_id references users), so the
+    -- user is looked up only when there is no patient: MB401 before MB403.
     SELECT id INTO v_patient_id FROM patients WHERE user_id = p_actor_user_id;
     IF NOT FOUND THEN
+        PERFORM booking_require_user(p_actor_user_id);
         RAISE EXCEPTION 'only patients can book'
             USING ERRCODE = 'MB403', DETAIL = format('user_id=%s', p_actor_user_id),
                   HINT = 'Sign in as the patient the appointment is for.';

@@ -1,5 +1,6 @@
 /* Why: "what is coming up" for a patient: booked appointments that have not
-   started, soonest first, from appointments_upcoming_by_patient. Only the
+   started, soonest first, from appointments_by_patient (the patient, from now
+   on; migration 0014 dropped the partial index that served only this). Only the
    patient themself may list them. */
 CREATE OR REPLACE FUNCTION booking_api.list_upcoming_appointments(
     p_actor_user_id bigint,
