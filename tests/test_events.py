@@ -388,6 +388,28 @@ def test_a_change_notifies_listeners_when_it_commits(db, admin, world: World):
         assert notifications(listener, 2) == [("booking_events", str(events(admin, before)[0]["id"]))]
 
 
+def test_notifications_are_coalesced_while_a_notifier_is_in_flight(db, admin, world: World):
+    """Only one notifying transaction at a time: the others commit without queueing on the notify lock."""
+    with psycopg.connect(db, autocommit=True) as listener, psycopg.connect(db, row_factory=dict_row) as first, \
+            psycopg.connect(db, row_factory=dict_row) as second:
+        listener.execute("LISTEN booking_events")
+        start = last_event_id(admin)
+        make_slot(first, world, NOW + timedelta(days=2))              # first event: this one will notify
+        make_slot(second, world, NOW + timedelta(days=3),              # a notifier is in flight: it will not
+                  practitioner="other_practitioner")
+        second.commit()
+        assert notifications(listener, 0.5) == []
+        first.commit()
+        written = events(admin, start)
+        assert len(written) == 2
+        assert notifications(listener, 2) == [("booking_events", str(written[0]["id"]))]
+        # That one wake-up finds both transactions' events.
+        assert [e["id"] for e in read(admin, start)] == [e["id"] for e in written]
+        # With no notifier in flight, the next transaction notifies again.
+        make_slot(admin, world, NOW + timedelta(days=4))
+        assert notifications(listener, 2) == [("booking_events", str(events(admin, written[-1]["id"])[0]["id"]))]
+
+
 def test_the_owner_can_switch_the_commit_notification_off(db, admin, world: World):
     notify_on_commit(admin, False)
     with psycopg.connect(db, autocommit=True) as listener:
