@@ -46,7 +46,8 @@ lint-sql: $(STAMP) $(SQUAWK)
 	$(SQUAWK) --config .squawk.toml db/migrations/*.sql
 	$(BIN)/python tools/plpgsql_check.py
 
-# make fuzz: the suite's schemathesis run with 20x the examples (a few minutes).
+# make fuzz: the suite's schemathesis run with 20x the examples, and 1,000 random stateful
+# scenarios along the document's links, then along the links schemathesis infers (several minutes).
 fuzz: $(STAMP)
 	MEDBOOK_SCHEMATHESIS_FUZZ=on MEDBOOK_SCHEMATHESIS_EXAMPLES=500 MEDBOOK_SCHEMATHESIS_STATEFUL_EXAMPLES=1000 $(BIN)/pytest -p no:cacheprovider tests/test_schemathesis.py
 

@@ -18,7 +18,7 @@ the same database state (put back before each one), so that a failure replays
 and shrinks.
 
 Examples per operation and mode: MEDBOOK_SCHEMATHESIS_EXAMPLES (default 25);
-stateful scenarios: MEDBOOK_SCHEMATHESIS_STATEFUL_EXAMPLES (default 150).
+stateful scenarios: MEDBOOK_SCHEMATHESIS_STATEFUL_EXAMPLES (default 200).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from api.docs import openapi_document
 
 EXAMPLES = int(os.environ.get("MEDBOOK_SCHEMATHESIS_EXAMPLES", "25"))
 # Scenarios of the stateful test (each up to 8 calls): MEDBOOK_SCHEMATHESIS_STATEFUL_EXAMPLES.
-STATEFUL_EXAMPLES = int(os.environ.get("MEDBOOK_SCHEMATHESIS_STATEFUL_EXAMPLES", "150"))
+STATEFUL_EXAMPLES = int(os.environ.get("MEDBOOK_SCHEMATHESIS_STATEFUL_EXAMPLES", "200"))
 # make fuzz (MEDBOOK_SCHEMATHESIS_FUZZ=on): new random scenarios on every run, and a second
 # stateful pass that also follows the links schemathesis infers. The suite's stateful pass is
 # derandomized: the same scenarios on every run.
