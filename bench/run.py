@@ -26,7 +26,7 @@ a database named medbook_bench is (re)created on that server and dropped at the
 end. Results: a table on stdout, bench/results/bench-<UTC time>.json, the same
 tables as Markdown for docs/PERFORMANCE.md (.md) and the plots (.png, -sizes.png).
 
-    .venv/bin/python bench/run.py            # full size: 10,000 practitioners, 1,200,000 slots
+    .venv/bin/python bench/run.py            # full size: 10,000 practitioners, 2,400,000 slots
     .venv/bin/python bench/run.py --smoke    # tiny sizes, a few seconds per stage (CI)
     .venv/bin/python bench/run.py --stages http --reps 3          # one stage
     .venv/bin/python bench/run.py --stages sizes --curve 0.1M,1M  # part of the size curve
