@@ -96,10 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes(**{**asdict(sizes), **overrides})
     if args.curve:
         wanted = args.curve.split(",")
-        sizes = replace(sizes, curve=tuple(c for c in sizes.curve if curve_label(c[0] * c[1] * SLOTS_PER_DAY)
-                                           in wanted))
-        if not sizes.curve:
-            parser.error(f"--curve: none of {wanted} among the sizes")
+        # A size answers to its label (100k, 1M) and to millions (0.1M, 1M).
+        chosen = tuple(c for c in sizes.curve
+                       if {curve_label(c[0] * c[1] * SLOTS_PER_DAY), f"{c[0] * c[1] * SLOTS_PER_DAY / 1e6:g}M"}
+                       & set(wanted))
+        unknown = set(wanted) - {name for c in sizes.curve for name in (
+            curve_label(c[0] * c[1] * SLOTS_PER_DAY), f"{c[0] * c[1] * SLOTS_PER_DAY / 1e6:g}M")}
+        if unknown or not chosen:
+            parser.error(f"--curve: {sorted(unknown) or wanted} not among the sizes "
+                         f"({', '.join(curve_label(p * d * SLOTS_PER_DAY) for p, d in sizes.curve)})")
+        sizes = replace(sizes, curve=chosen)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or BENCH / "results" / f"bench-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
