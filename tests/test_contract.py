@@ -77,7 +77,7 @@ def test_every_operation_declares_its_error_statuses():
 
 
 def test_problem_code_enum_is_exactly_the_codes_the_api_produces():
-    enum = set(openapi_document()["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
+    enum = set(openapi_document()["components"]["schemas"]["ProblemCode"]["enum"])
     produced = {code for _, code in errors.SQLSTATES.values()} | set(errors.HTTP_CODES.values())
     assert enum == produced, f"only in api/openapi.json: {sorted(enum - produced)}; " \
                              f"only in api/errors.py: {sorted(produced - enum)}"
