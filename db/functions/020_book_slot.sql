@@ -25,8 +25,12 @@ DECLARE
     v_appointment appointments;
 BEGIN
     -- A patient row implies its user (patients.user_id references users), so the
-    -- user is looked up only when there is no patient: MB401 before MB403.
-    SELECT id INTO v_patient_id FROM patients WHERE user_id = p_actor_user_id;
+    -- user is looked up only when there is no patient: MB401 before MB403. The
+    -- slot's practitioner is read in the same statement (each statement costs
+    -- its executor start-up).
+    SELECT p.id, (SELECT s.practitioner_id FROM availability_slots s WHERE s.id = p_slot_id)
+      INTO v_patient_id, v_practitioner_id
+      FROM patients p WHERE p.user_id = p_actor_user_id;
     IF NOT FOUND THEN
         PERFORM booking_require_user(p_actor_user_id);
         RAISE EXCEPTION 'only patients can book'
@@ -35,8 +39,7 @@ BEGIN
     END IF;
 
     -- Before the claim: see 006_booking_lock_practitioner.sql (a slot never changes practitioner).
-    SELECT practitioner_id INTO v_practitioner_id FROM availability_slots WHERE id = p_slot_id;
-    IF FOUND THEN
+    IF v_practitioner_id IS NOT NULL THEN
         PERFORM booking_lock_practitioner(v_practitioner_id, false);
     END IF;
 

@@ -32,9 +32,10 @@ DECLARE
     v_now          timestamptz := booking_api.booking_now();
     v_appointment  appointments;
 BEGIN
-    PERFORM booking_require_user(p_actor_user_id);
     v_appointment := booking_visible_appointment(p_actor_user_id, p_appointment_id);
-    PERFORM booking_require_version(v_appointment.version, p_if_match, format('appointment_id=%s', p_appointment_id));
+    IF p_if_match IS NOT NULL THEN
+        PERFORM booking_require_version(v_appointment.version, p_if_match, format('appointment_id=%s', p_appointment_id));
+    END IF;
     PERFORM booking_lock_practitioner(v_appointment.practitioner_id, false);  -- see 006_booking_lock_practitioner.sql
     IF char_length(p_reason) > 1000 THEN
         RAISE EXCEPTION 'the cancellation reason is longer than 1000 characters'

@@ -11,7 +11,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp
 AS $$
 BEGIN
-    PERFORM booking_require_user(p_actor_user_id);
     RETURN appointment_out(booking_visible_appointment(p_actor_user_id, p_appointment_id));
 END
 $$;

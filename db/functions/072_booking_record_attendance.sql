@@ -20,7 +20,6 @@ DECLARE
     v_now         timestamptz := booking_api.booking_now();
     v_appointment appointments;
 BEGIN
-    PERFORM booking_require_user(p_actor_user_id);
     v_appointment := booking_visible_appointment(p_actor_user_id, p_appointment_id);
     IF NOT EXISTS (SELECT 1 FROM public.practitioners
                     WHERE id = v_appointment.practitioner_id AND user_id = p_actor_user_id) THEN

@@ -39,7 +39,6 @@ DECLARE
     v_slot     availability_slots;
     v_new      appointments;
 BEGIN
-    PERFORM booking_require_user(p_actor_user_id);
     v_old := booking_visible_appointment(p_actor_user_id, p_appointment_id);
     SELECT * INTO v_target FROM availability_slots WHERE id = p_slot_id;
     IF NOT FOUND THEN

@@ -13,7 +13,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp
 AS $$
 BEGIN
-    PERFORM booking_require_user(p_actor_user_id);
     PERFORM booking_visible_appointment(p_actor_user_id, p_appointment_id);
     RETURN QUERY
         SELECT h.from_status, h.to_status, h.actor_user_id, h.changed_at

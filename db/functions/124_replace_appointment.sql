@@ -41,7 +41,6 @@ AS $$
 DECLARE
     v_stored appointments;
 BEGIN
-    PERFORM booking_require_user(p_actor_user_id);
     v_stored := booking_visible_appointment(p_actor_user_id, p_appointment_id);
     PERFORM booking_require_version(v_stored.version, p_if_match, format('appointment_id=%s', p_appointment_id));
     IF (p_slot_id, p_patient_id, p_practitioner_id, p_start_time, p_end_time)
