@@ -43,7 +43,9 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
     "without the history trigger": [("appointments", "appointments_record_history")],
     "without the consistency triggers": [("availability_slots", "availability_slots_booking_consistency"),
                                          ("appointments", "appointments_booking_consistency")],
-    "without the slot version trigger": [("availability_slots", "availability_slots_bump_version")],
+    "without the row-rule triggers (version, guard and rules; 0017)": [
+        ("availability_slots", "availability_slots_row_rules"), ("appointments", "appointments_row_rules"),
+        ("appointment_history", "appointment_history_row_rules")],
     "without every user trigger (foreign keys stay)": [
         ("appointments", "USER"), ("availability_slots", "USER"), ("appointment_history", "USER"),
         ("events", "USER")],
