@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from stages.common import FULL, SLOTS_PER_DAY, SMOKE
 from stages.report import goals, markdown_tables
-from stages.sizes import LIST_SHARE, PLAN_SLOTS, booked_days, bookings_per_client, read_cost
+from stages.sizes import LIST_SHARE, PLAN_SLOTS, booked_days, bookings_per_client, read_cost, warm_up
 
 PLANS = """Query Text: SELECT * FROM availability_slots WHERE practitioner_id = p_practitioner_id
 Index Scan using availability_slots_available_by_start on availability_slots  (actual rows=10.00 loops=1)
@@ -104,14 +104,15 @@ def test_the_size_curve_books_the_same_slots_at_every_size_and_never_the_listed_
     shapes = [replace(sizes, practitioners=p, days=d) for p, d in sizes.curve]
     clients = 8 if 8 in sizes.clients else max(sizes.clients)
     per_client = bookings_per_client(shapes, sizes.reps, clients)
-    booked = sizes.reps * clients * per_client + PLAN_SLOTS
+    bookings = (sizes.reps * per_client + warm_up(clients)) * clients
+    booked = bookings + PLAN_SLOTS
     smallest = min(shapes, key=lambda s: s.slots)
     kept = max(1, math.ceil(smallest.days * LIST_SHARE))
     # Every run and the plans fit in the smallest size's days before the kept ones, using most of them.
     assert booked <= (smallest.days - kept) * smallest.practitioners * SLOTS_PER_DAY
     assert booked > (smallest.days - kept) * smallest.practitioners * SLOTS_PER_DAY - sizes.reps * clients
     for shape in shapes:
-        skip = booked_days(shape, sizes.reps * clients * per_client)
+        skip = booked_days(shape, bookings)
         assert booked <= skip * shape.practitioners * SLOTS_PER_DAY  # the listed days hold no booking
         assert skip < shape.days  # and there is at least one of them
 

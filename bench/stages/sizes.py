@@ -17,6 +17,14 @@ smallest database without touching the last fifth of its days (LIST_SHARE).
 At each size the list calls and the plans ask only for dates after the last
 booked day, so every list call at every size sees a full day of available
 slots, and no run can run out of slots however fast the machine.
+
+Before the rounds, each size takes WARM_UP bookings and is analyzed: freshly
+loaded, its appointments tables are empty to the planner, and the plans each
+connection caches for the functions, triggers and foreign-key checks then
+scan every appointment made so far (a sequential scan, or a hashed subplan
+over the whole table), a cost that grows through the first run until
+autovacuum's next analyze, up to a minute later. With a few thousand
+appointments known, every one of those is an index probe whatever the size.
 """
 
 from __future__ import annotations
@@ -108,6 +116,9 @@ PLAN_GAP = 1_000
 PLAN_SLOTS = PLAN_GAP + PLAN_CALLS
 # The last fifth of the smallest size's days (at least one) is never booked: the list calls' dates.
 LIST_SHARE = 0.2
+# Bookings before the rounds, after which the booking tables are analyzed (see above); 400 were too few.
+WARM_UP = 2_000
+GROWING_BOOKING_TABLES = "booking.appointments, booking.appointment_history, booking.events"
 
 
 def hot_plans(conninfo: str, shape: Sizes, first_slot: int, skip_days: int = 0) -> dict[str, Any]:
@@ -152,14 +163,15 @@ def hot_plans(conninfo: str, shape: Sizes, first_slot: int, skip_days: int = 0) 
 def bookings_per_client(shapes: list[Sizes], rounds: int, clients: int) -> int:
     """Bookings per client per run, the same at every size.
 
-    All rounds' bookings, and the plans' after them, fit in the smallest size's
-    days but its last LIST_SHARE (at least one day), which stay free.
+    The warm-up's, all rounds' and then the plans' bookings fit in the smallest
+    size's days but its last LIST_SHARE (at least one day), which stay free.
     """
     smallest = min(shapes, key=lambda s: s.slots)
     free_days = max(1, math.ceil(smallest.days * LIST_SHARE))
     if free_days >= smallest.days:
         raise SystemExit(f"bench: the smallest size ({smallest.days} days) has no day to book")
-    bookable = (smallest.days - free_days) * smallest.practitioners * SLOTS_PER_DAY - PLAN_SLOTS
+    bookable = ((smallest.days - free_days) * smallest.practitioners * SLOTS_PER_DAY
+                - warm_up(clients) * clients - PLAN_SLOTS)
     per_client = bookable // (rounds * clients)
     if per_client < 1:
         raise SystemExit(f"bench: the smallest size's {bookable} bookable slots do not make "
@@ -167,8 +179,13 @@ def bookings_per_client(shapes: list[Sizes], rounds: int, clients: int) -> int:
     return per_client
 
 
+def warm_up(clients: int) -> int:
+    """The warm-up's bookings per client."""
+    return math.ceil(WARM_UP / clients)
+
+
 def booked_days(shape: Sizes, bookings: int) -> int:
-    """Days of shape that the booking runs (bookings in all) and the plans' bookings touch, from the first."""
+    """Days of shape that the bookings (warm-up and runs: bookings in all) and the plans' touch, from the first."""
     return math.ceil((bookings + PLAN_SLOTS) / (shape.practitioners * SLOTS_PER_DAY))
 
 
@@ -192,7 +209,12 @@ def size_curve(server: str, sizes: Sizes, workdir: Path, *, keep: bool = False) 
                            "list_p50_ms": []})
         per_client = bookings_per_client(shapes, sizes.reps, clients)
         for point, shape in zip(points, shapes, strict=True):
-            point["skip_days"] = booked_days(shape, sizes.reps * clients * per_client)
+            point["skip_days"] = booked_days(shape, (sizes.reps * per_client + warm_up(clients)) * clients)
+            counted_run(point["conninfo"], shape, "book_slot.sql", "booked", clients=clients, offset=0,
+                        transactions=warm_up(clients))
+            point["cursor"] = warm_up(clients) * clients
+            with psycopg.connect(point["conninfo"], autocommit=True) as conn:
+                conn.execute(f"ANALYZE {GROWING_BOOKING_TABLES}")
         skipped = ", ".join(f"{p['label']}: {p['skip_days']}" for p in points)
         log(f"each booking run: {clients} clients x {per_client:,} bookings; the list calls skip the booked "
             f"days ({skipped})")
