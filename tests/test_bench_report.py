@@ -1,14 +1,20 @@
-"""The bench's report: what a plan reads, the goals it judges and the tables it writes (no database needed)."""
+"""The bench's report: what a plan reads, the goals it judges and the tables it writes, and how the size
+curve shares out its slots (no database needed)."""
 
 from __future__ import annotations
 
+import math
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
+from stages.common import FULL, SLOTS_PER_DAY, SMOKE
 from stages.report import goals, markdown_tables
-from stages.sizes import read_cost
+from stages.sizes import LIST_SHARE, PLAN_SLOTS, booked_days, bookings_per_client, read_cost, warm_up
 
 PLANS = """Query Text: SELECT * FROM availability_slots WHERE practitioner_id = p_practitioner_id
 Index Scan using availability_slots_available_by_start on availability_slots  (actual rows=10.00 loops=1)
@@ -91,3 +97,27 @@ def test_markdown_tables_are_ready_for_performance_md():
     assert "|   real app / bare app (median of pairs) | 0.95 | 0.93 |" in text
     assert "| 10,000,000 | 100,000 x 10 |" in text
     assert "| real app / bare Flask app at 8 clients (>= 0.9) | 0.93 | yes |" in text
+
+
+@pytest.mark.parametrize("sizes", [FULL, SMOKE, replace(FULL, curve=FULL.curve[1:])], ids=["full", "smoke", "1M,10M"])
+def test_the_size_curve_books_the_same_slots_at_every_size_and_never_the_listed_days(sizes):
+    shapes = [replace(sizes, practitioners=p, days=d) for p, d in sizes.curve]
+    clients = 8 if 8 in sizes.clients else max(sizes.clients)
+    per_client = bookings_per_client(shapes, sizes.reps, clients)
+    bookings = (sizes.reps * per_client + warm_up(clients)) * clients
+    booked = bookings + PLAN_SLOTS
+    smallest = min(shapes, key=lambda s: s.slots)
+    kept = max(1, math.ceil(smallest.days * LIST_SHARE))
+    # Every run and the plans fit in the smallest size's days before the kept ones, using most of them.
+    assert booked <= (smallest.days - kept) * smallest.practitioners * SLOTS_PER_DAY
+    assert booked > (smallest.days - kept) * smallest.practitioners * SLOTS_PER_DAY - sizes.reps * clients
+    for shape in shapes:
+        skip = booked_days(shape, bookings)
+        assert booked <= skip * shape.practitioners * SLOTS_PER_DAY  # the listed days hold no booking
+        assert skip < shape.days  # and there is at least one of them
+
+
+def test_the_size_curve_refuses_a_smallest_size_too_small_to_book():
+    tiny = replace(SMOKE, practitioners=10, days=5)
+    with pytest.raises(SystemExit):
+        bookings_per_client([tiny], rounds=3, clients=8)

@@ -22,9 +22,12 @@ PGBENCH_LINES = {
 
 
 def pgbench(conninfo: str, args: list[str], *, clients: int, seconds: int, script: str | None = None,
-            defines: dict[str, int] | None = None, cwd: Path | None = None) -> dict[str, float]:
+            defines: dict[str, int] | None = None, cwd: Path | None = None,
+            transactions: int | None = None) -> dict[str, float]:
+    """One pgbench run for `seconds` (-T), or of `transactions` per client (-t) when given."""
+    length = ["-T", str(seconds)] if transactions is None else ["-t", str(transactions)]
     argv = [pg_binary("pgbench"), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
-            "-T", str(seconds), *args]
+            *length, *args]
     if script:
         argv += ["-f", str(BENCH / "pgbench" / script)]
     for name, value in (defines or {}).items():
@@ -45,15 +48,28 @@ def pgbench(conninfo: str, args: list[str], *, clients: int, seconds: int, scrip
     return result
 
 
-def counted_run(conninfo: str, sizes: Sizes, script: str, status: str, *, clients: int, offset: int) -> dict:
-    """One pgbench run of a distinct-row script; the appointments reaching status must match its transactions."""
+def counted_run(conninfo: str, sizes: Sizes, script: str, status: str, *, clients: int, offset: int,
+                transactions: int | None = None) -> dict:
+    """One pgbench run of a distinct-row script; the appointments reaching status must match its transactions.
+
+    A timed run (sizes.seconds) may end with one transaction per client cut off
+    after its commit was sent; a run of `transactions` per client makes exactly
+    clients x transactions, touching rows offset+1 .. offset+clients*transactions.
+    """
     before = count_appointments(conninfo, status)
     result = pgbench(conninfo, [], clients=clients, seconds=sizes.seconds, script=script,
                      defines={"n": 0, "offset": offset, "clients": clients,
-                              "patient_user_base": sizes.practitioners, "patients": sizes.patients})
+                              "patient_user_base": sizes.practitioners, "patients": sizes.patients},
+                     transactions=transactions)
     made = count_appointments(conninfo, status) - before
-    if not result["processed"] <= made <= result["processed"] + clients:
-        raise SystemExit(f"bench: {script}: {result['processed']:.0f} transactions reported, "
+    processed = result["processed"]
+    if transactions is None:
+        counted = processed <= made <= processed + clients
+    else:
+        counted = processed == made == clients * transactions
+    if not counted:
+        asked = "" if transactions is None else f" ({clients} x {transactions} asked)"
+        raise SystemExit(f"bench: {script}: {processed:.0f} transactions reported{asked}, "
                          f"{made} appointments became {status}")
     return result
 
@@ -89,16 +105,19 @@ def cancel_runs(conninfo: str, sizes: Sizes, offset: int, available: int) -> dic
     return runs
 
 
-def list_latency(conninfo: str, sizes: Sizes, workdir: Path) -> dict[str, Any]:
-    """p50/p99 of list_available_slots from pgbench's per-transaction log, one client."""
+def list_latency(conninfo: str, sizes: Sizes, workdir: Path, *, skip_days: int = 0) -> dict[str, Any]:
+    """p50/p99 of list_available_slots from pgbench's per-transaction log, one client.
+
+    The dates are drawn from the slot days after the first skip_days.
+    """
     p50s, p99s, tps = [], [], []
     for rep in range(sizes.reps):
         logdir = workdir / f"list-{rep}"
         logdir.mkdir(parents=True, exist_ok=True)
         result = pgbench(conninfo, ["-l", "--log-prefix", str(logdir / "lat")], clients=1,
                          seconds=sizes.list_seconds, script="list_available_slots.sql",
-                         defines={"practitioners": sizes.practitioners, "days": sizes.days,
-                                  "first_day": (FIRST_DAY - EPOCH).days,
+                         defines={"practitioners": sizes.practitioners, "days": sizes.days - skip_days,
+                                  "first_day": (FIRST_DAY - EPOCH).days + skip_days,
                                   "patient_user_base": sizes.practitioners, "patients": sizes.patients},
                          cwd=logdir)
         latencies = []

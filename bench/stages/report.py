@@ -97,8 +97,8 @@ def report(results: dict[str, Any]) -> str:
         lines += directory_report(results["directory"])
     curve = results.get("size_curve")
     if curve:
-        lines += ["", f"cost as data grows (book_slot at {curve['clients']} clients; ratios to the smallest size, "
-                      "per round, median):"]
+        lines += ["", f"cost as data grows (book_slot at {curve['clients']} clients{per_run(curve)}; ratios to the "
+                      "smallest size, per round, median):"]
         lines.append(f"  {'slots':>12} {'load s':>7} {'slots/s':>8} {'book tps':>9} {'ratio':>6} "
                      f"{'list p99 ms':>12} {'ratio':>6}  rows read per call (list / book / cancel)")
         for p in curve["points"]:
@@ -187,6 +187,11 @@ def goals(results: dict[str, Any], at: str) -> list[dict[str, Any]]:
     return out
 
 
+def per_run(curve: dict[str, Any]) -> str:
+    """The size curve's bookings per run, the same at every size (absent from older results)."""
+    return f", {curve['bookings_per_run']:,} bookings per run" if "bookings_per_run" in curve else ""
+
+
 def markdown_tables(results: dict[str, Any]) -> str:
     """The tables of docs/PERFORMANCE.md, from this run: paste them over the old ones."""
     s = results["sizes"]
@@ -227,8 +232,9 @@ def markdown_tables(results: dict[str, Any]) -> str:
         table(rows)
     curve = results.get("size_curve")
     if curve:
-        out.append(f"Cost as data grows (`book_slot` at {curve['clients']} clients, `list_available_slots` "
-                   "p99 over one-client runs; ratios to the smallest size in the same round, median):")
+        out.append(f"Cost as data grows (`book_slot` at {curve['clients']} clients{per_run(curve)}, "
+                   "`list_available_slots` p99 over one-client runs; ratios to the smallest size in the same round, "
+                   "median):")
         out.append("")
         out.append("| slots | practitioners x days | load (s) | slots/s loaded | database | `book_slot` (tps) "
                    "| ratio | `list_available_slots` p50 / p99 (ms) | p99 ratio "

@@ -8,10 +8,28 @@ to round, and each figure is compared with the smallest size's in the same
 round. The plans come from auto_explain of each function's own statements
 (triggers and foreign-key checks included): the rows each scan reads must not
 grow with the table.
+
+Every size does the same work: each booking run is a fixed number of
+transactions (pgbench -t), the same for every size and round. Slot ids are
+time-major, so the runs fill whole days from the first; the count is the most
+that lets every round's bookings, and then the plan calls' own, fit in the
+smallest database without touching the last fifth of its days (LIST_SHARE).
+At each size the list calls and the plans ask only for dates after the last
+booked day, so every list call at every size sees a full day of available
+slots, and no run can run out of slots however fast the machine.
+
+Before the rounds, each size takes WARM_UP bookings and is analyzed: freshly
+loaded, its appointments tables are empty to the planner, and the plans each
+connection caches for the functions, triggers and foreign-key checks then
+scan every appointment made so far (a sequential scan, or a hashed subplan
+over the whole table), a cost that grows through the first run until
+autovacuum's next analyze, up to a minute later. With a few thousand
+appointments known, every one of those is an index probe whatever the size.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import replace
@@ -25,8 +43,8 @@ from psycopg.conninfo import make_conninfo
 
 from api import schema
 
-from .common import FIRST_DAY, Sizes, log, median
-from .data import load_data, max_booked_slot
+from .common import FIRST_DAY, SLOTS_PER_DAY, Sizes, log, median
+from .data import load_data
 from .direct import counted_run, list_latency
 
 AUTO_EXPLAIN = (("auto_explain.log_min_duration", "0"), ("auto_explain.log_analyze", "on"),
@@ -92,15 +110,28 @@ def read_cost(plans: str) -> dict[str, Any]:
             "seq_scans": sorted(seq)}
 
 
-def hot_plans(conninfo: str, shape: Sizes, first_slot: int) -> dict[str, Any]:
+# hot_plans calls each function PLAN_CALLS times; its bookings take the slots PLAN_GAP past the runs' last one.
+PLAN_CALLS = 6
+PLAN_GAP = 1_000
+PLAN_SLOTS = PLAN_GAP + PLAN_CALLS
+# The last fifth of the smallest size's days (at least one) is never booked: the list calls' dates.
+LIST_SHARE = 0.2
+# Bookings before the rounds, after which the booking tables are analyzed (see above); 400 were too few.
+WARM_UP = 2_000
+GROWING_BOOKING_TABLES = "booking.appointments, booking.appointment_history, booking.events"
+
+
+def hot_plans(conninfo: str, shape: Sizes, first_slot: int, skip_days: int = 0) -> dict[str, Any]:
     """auto_explain of list_available_slots, book_slot and cancel_appointment, as the API calls them.
 
     Each is called six times (PL/pgSQL's plan cache settles after five); the last
-    call's plans are kept. The bookings take slots first_slot+1.. and are then cancelled.
+    call's plans are kept. The list asks for the middle one of the days after
+    the first skip_days (none of them booked); the bookings take slots
+    first_slot+1.. and are then cancelled.
     """
     user = shape.practitioners + 1
     practitioner = shape.practitioners // 2 + 1
-    day = FIRST_DAY + timedelta(days=shape.days // 2)
+    day = FIRST_DAY + timedelta(days=skip_days + (shape.days - skip_days) // 2)
     out: dict[str, Any] = {}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         notices: list[str] = []
@@ -120,13 +151,42 @@ def hot_plans(conninfo: str, shape: Sizes, first_slot: int) -> dict[str, Any]:
                 "SELECT * FROM booking_api.cancel_appointment(%s, %s, NULL)", (user, booked[i])),
         }
         for name, call in calls.items():
-            for i in range(6):
+            for i in range(PLAN_CALLS):
                 notices.clear()
                 call(i)
             text = "\n\n".join(notices)
             out[name] = {**read_cost(text), "plans": text}
         conn.execute("RESET ROLE")
     return out
+
+
+def bookings_per_client(shapes: list[Sizes], rounds: int, clients: int) -> int:
+    """Bookings per client per run, the same at every size.
+
+    The warm-up's, all rounds' and then the plans' bookings fit in the smallest
+    size's days but its last LIST_SHARE (at least one day), which stay free.
+    """
+    smallest = min(shapes, key=lambda s: s.slots)
+    free_days = max(1, math.ceil(smallest.days * LIST_SHARE))
+    if free_days >= smallest.days:
+        raise SystemExit(f"bench: the smallest size ({smallest.days} days) has no day to book")
+    bookable = ((smallest.days - free_days) * smallest.practitioners * SLOTS_PER_DAY
+                - warm_up(clients) * clients - PLAN_SLOTS)
+    per_client = bookable // (rounds * clients)
+    if per_client < 1:
+        raise SystemExit(f"bench: the smallest size's {bookable} bookable slots do not make "
+                         f"{rounds} runs of {clients} clients")
+    return per_client
+
+
+def warm_up(clients: int) -> int:
+    """The warm-up's bookings per client."""
+    return math.ceil(WARM_UP / clients)
+
+
+def booked_days(shape: Sizes, bookings: int) -> int:
+    """Days of shape that the bookings (warm-up and runs: bookings in all) and the plans' touch, from the first."""
+    return math.ceil((bookings + PLAN_SLOTS) / (shape.practitioners * SLOTS_PER_DAY))
 
 
 def size_curve(server: str, sizes: Sizes, workdir: Path, *, keep: bool = False) -> dict[str, Any]:
@@ -147,22 +207,34 @@ def size_curve(server: str, sizes: Sizes, workdir: Path, *, keep: bool = False) 
                            "load_slots_per_second": round(shape.slots / seconds), "database_bytes": size_bytes,
                            "conninfo": conninfo, "cursor": 0, "book_slot": [], "list_p99_ms": [],
                            "list_p50_ms": []})
+        per_client = bookings_per_client(shapes, sizes.reps, clients)
+        for point, shape in zip(points, shapes, strict=True):
+            point["skip_days"] = booked_days(shape, (sizes.reps * per_client + warm_up(clients)) * clients)
+            counted_run(point["conninfo"], shape, "book_slot.sql", "booked", clients=clients, offset=0,
+                        transactions=warm_up(clients))
+            point["cursor"] = warm_up(clients) * clients
+            with psycopg.connect(point["conninfo"], autocommit=True) as conn:
+                conn.execute(f"ANALYZE {GROWING_BOOKING_TABLES}")
+        skipped = ", ".join(f"{p['label']}: {p['skip_days']}" for p in points)
+        log(f"each booking run: {clients} clients x {per_client:,} bookings; the list calls skip the booked "
+            f"days ({skipped})")
         # Rounds: every size back to back, in a rotating order.
         for rnd in range(sizes.reps):
             order = points[rnd % len(points):] + points[:rnd % len(points)]
             for point, shape in ((p, shapes[points.index(p)]) for p in order):
                 run = counted_run(point["conninfo"], shape, "book_slot.sql", "booked", clients=clients,
-                                  offset=point["cursor"])
-                point["cursor"] = max_booked_slot(point["conninfo"], shape.slots)
+                                  offset=point["cursor"], transactions=per_client)
+                point["cursor"] += clients * per_client
                 point["book_slot"].append(run["tps"])
                 listing = list_latency(point["conninfo"], replace(shape, reps=1),
-                                       workdir / f"sizes-{point['label']}-{rnd}")
+                                       workdir / f"sizes-{point['label']}-{rnd}", skip_days=point["skip_days"])
                 point["list_p99_ms"].append(listing["p99_ms"])
                 point["list_p50_ms"].append(listing["p50_ms"])
                 log(f"round {rnd + 1}/{sizes.reps}, {point['label']} slots: book_slot {run['tps']:.0f} tps "
-                    f"({clients} clients), list_available_slots p99 {listing['p99_ms']:.3f} ms")
+                    f"({clients} x {per_client:,} in {clients * per_client / run['tps']:.1f} s), "
+                    f"list_available_slots p99 {listing['p99_ms']:.3f} ms")
         for point, shape in zip(points, shapes, strict=True):
-            point["plans"] = hot_plans(point["conninfo"], shape, point["cursor"] + 1000)
+            point["plans"] = hot_plans(point["conninfo"], shape, point["cursor"] + PLAN_GAP, point["skip_days"])
     finally:
         if not keep:
             for name in names:
@@ -176,7 +248,7 @@ def size_curve(server: str, sizes: Sizes, workdir: Path, *, keep: bool = False) 
         point["list_p99_over_smallest"] = median([a / b for a, b in zip(point["list_p99_ms"], base["list_p99_ms"],
                                                                            strict=True)])
         point.pop("conninfo")
-    return {"clients": clients, "points": points}
+    return {"clients": clients, "bookings_per_run": clients * per_client, "points": points}
 
 
 def flatness(curve: dict[str, Any]) -> dict[str, Any]:
