@@ -324,3 +324,25 @@ def test_settings_are_readable_with_defaults(api_conn, world):
     assert (row["time_zone"], row["cancellation_notice"]) == ("Asia/Tokyo", timedelta(minutes=90))
     with sqlstate("MB404"):
         api_conn.execute("SELECT * FROM get_booking_settings(%s, %s)", (world.patient_user, 10**12))
+
+
+def test_commit_time_checks_probe_one_slot_on_a_new_database(admin, world):
+    """On a database whose appointments look empty to the planner (new, never analyzed),
+    the deferred consistency checks still probe the slot's holding appointment by index.
+    A correlated EXISTS there was planned as a hashed subplan over every holding
+    appointment, a plan PL/pgSQL kept for the session while the table grew."""
+    admin.execute("LOAD 'auto_explain'")
+    for setting, value in (("auto_explain.log_min_duration", "0"), ("auto_explain.log_nested_statements", "on"),
+                           ("auto_explain.log_triggers", "on"), ("auto_explain.log_level", "notice"),
+                           ("client_min_messages", "notice")):
+        admin.execute(f"SET {setting} = {value}")
+    plans: list[str] = []
+    admin.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
+    with admin.transaction():
+        slot = make_slot(admin, world, START)
+        appointment = book(admin, world.patient_user, slot["id"])
+    with admin.transaction():
+        cancel(admin, world.patient_user, appointment["id"])
+    checks = [p for p in plans if "FROM appointments a WHERE a.slot_id = s.id" in p]
+    assert len(checks) >= 4, plans  # the slot's and the appointment's check, at each commit
+    assert not [p for p in checks if "hashed SubPlan" in p or "Seq Scan on appointments" in p], checks
