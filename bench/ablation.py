@@ -32,7 +32,7 @@ from bench.compare import measured  # noqa: E402
 from bench.stages.common import FULL, Sizes, bench_database, libpq_env, log, median, pg_binary  # noqa: E402
 from bench.stages.cpu import postmaster_pid  # noqa: E402
 from bench.stages.data import load_data, max_booked_slot, prebook  # noqa: E402
-from bench.stages.direct import counted_run, pgbench  # noqa: E402
+from bench.stages.direct import counted_run, pgbench, warm_up  # noqa: E402
 
 # name -> (table, trigger) pairs switched off for the variant's run; "*" is every trigger of the table.
 # ("event_log_settings", "notify_on_commit") is the event log's setting (0011a), not a trigger: switched off by UPDATE.
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = {n: existing(conninfo, VARIANTS[n]) for n in names}
         names = [n for n in names if n == "as shipped" or variants[n]]
         postmaster = postmaster_pid(conninfo)
-        cursor = 0
+        cursor = warm_up(conninfo, sizes, clients=args.clients)
         cancel_offset = 0
         if "cancel_appointment" in paths:
             # Enough pre-booked appointments for every cancellation run at 4,000/s, from the top of the slot range.

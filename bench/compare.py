@@ -44,7 +44,7 @@ from api import schema  # noqa: E402
 from bench.stages.common import FULL, Sizes, libpq_env, log, median, pg_binary  # noqa: E402
 from bench.stages.cpu import client_seconds, postmaster_pid, server_seconds, settle  # noqa: E402
 from bench.stages.data import load_data, max_booked_slot, prebook  # noqa: E402
-from bench.stages.direct import counted_run, pgbench  # noqa: E402
+from bench.stages.direct import counted_run, pgbench, warm_up  # noqa: E402
 
 
 def measured(postmaster: int | None, run, conninfo: str, *args, **kwargs) -> dict:
@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                         for statement in args.sql:
                             conn.execute(statement)
                     load_data(conninfo[v], sizes)
+                cursor = {v: warm_up(conninfo[v], sizes, clients=args.clients) for v in versions}
                 postmaster = postmaster_pid(conninfo["base"])
-                cursor = dict.fromkeys(versions, 0)
                 for rep in range(args.reps):
                     order = versions if rep % 2 == 0 else versions[::-1]
                     base = measured(postmaster, pgbench, conninfo["base"], ["-N"], clients=args.clients,

@@ -74,6 +74,27 @@ def counted_run(conninfo: str, sizes: Sizes, script: str, status: str, *, client
     return result
 
 
+WARM_UP = 2_000
+GROWING_BOOKING_TABLES = "booking.appointments, booking.appointment_history, booking.events"
+
+
+def warm_up(conninfo: str, sizes: Sizes, *, clients: int, offset: int = 0) -> int:
+    """About WARM_UP bookings from slot offset + 1, then ANALYZE of the tables bookings grow; the next free slot.
+
+    A freshly loaded database's statistics say appointments is empty, and the
+    plans a connection caches then read the whole table (before migration 0018,
+    the commit-time checks planned a hashed subplan over every appointment):
+    the first run would measure a cost that grows with the run. Tools that
+    compare versions warm every one up the same way.
+    """
+    per_client = -(-WARM_UP // clients)
+    counted_run(conninfo, sizes, "book_slot.sql", "booked", clients=clients, offset=offset,
+                transactions=per_client)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"ANALYZE {GROWING_BOOKING_TABLES}")
+    return offset + per_client * clients
+
+
 def direct_runs(conninfo: str, sizes: Sizes, cursor: int, limit: int) -> tuple[dict, int]:
     """Baseline and book_slot, interleaved at each client count, sizes.reps times."""
     runs: dict[str, dict[int, list[dict]]] = {"baseline": {}, "book_slot": {}}

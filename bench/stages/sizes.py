@@ -45,7 +45,8 @@ from api import schema
 
 from .common import FIRST_DAY, SLOTS_PER_DAY, Sizes, log, median
 from .data import load_data
-from .direct import counted_run, list_latency
+from .direct import WARM_UP, counted_run, list_latency
+from .direct import warm_up as warm_up_run
 
 AUTO_EXPLAIN = (("auto_explain.log_min_duration", "0"), ("auto_explain.log_analyze", "on"),
                 ("auto_explain.log_nested_statements", "on"), ("auto_explain.log_level", "notice"),
@@ -117,8 +118,6 @@ PLAN_SLOTS = PLAN_GAP + PLAN_CALLS
 # The last fifth of the smallest size's days (at least one) is never booked: the list calls' dates.
 LIST_SHARE = 0.2
 # Bookings before the rounds, after which the booking tables are analyzed (see above); 400 were too few.
-WARM_UP = 2_000
-GROWING_BOOKING_TABLES = "booking.appointments, booking.appointment_history, booking.events"
 
 
 def hot_plans(conninfo: str, shape: Sizes, first_slot: int, skip_days: int = 0) -> dict[str, Any]:
@@ -210,11 +209,8 @@ def size_curve(server: str, sizes: Sizes, workdir: Path, *, keep: bool = False) 
         per_client = bookings_per_client(shapes, sizes.reps, clients)
         for point, shape in zip(points, shapes, strict=True):
             point["skip_days"] = booked_days(shape, (sizes.reps * per_client + warm_up(clients)) * clients)
-            counted_run(point["conninfo"], shape, "book_slot.sql", "booked", clients=clients, offset=0,
-                        transactions=warm_up(clients))
-            point["cursor"] = warm_up(clients) * clients
-            with psycopg.connect(point["conninfo"], autocommit=True) as conn:
-                conn.execute(f"ANALYZE {GROWING_BOOKING_TABLES}")
+            point["cursor"] = warm_up_run(point["conninfo"], shape, clients=clients)
+            assert point["cursor"] == warm_up(clients) * clients
         skipped = ", ".join(f"{p['label']}: {p['skip_days']}" for p in points)
         log(f"each booking run: {clients} clients x {per_client:,} bookings; the list calls skip the booked "
             f"days ({skipped})")
