@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from typing import Any
 
 from flask import Flask, g, jsonify
@@ -75,10 +74,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     db.open()
     app.extensions["medbook_db"] = db
-
-    @app.before_request
-    def _request_id():
-        g.request_id = uuid.uuid4().hex
 
     @app.after_request
     def _headers(response):

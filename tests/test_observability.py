@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from pythonjsonlogger.json import JsonFormatter
 from test_faults import free_port, http, wait_for
 
 from api import auth, create_app
+from api.observability import BackgroundHandler, RequestJsonFormatter, request_record
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -126,6 +128,145 @@ def test_request_log_has_the_facts_and_never_a_token_or_body(app, admin, world):
     assert token not in text and "slot_id" not in text and "Europe/London" not in text
 
 
+class WriterStream(io.StringIO):
+    """A log stream that remembers which threads wrote to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: set[str] = set()
+
+    def write(self, text: str) -> int:
+        self.writers.add(threading.current_thread().name)
+        return super().write(text)
+
+
+def json_target(stream) -> logging.StreamHandler:
+    """The production handler's target (api.observability.configure_logging) on another stream."""
+    target = logging.StreamHandler(stream)
+    target.setFormatter(RequestJsonFormatter())
+    return target
+
+
+@pytest.mark.parametrize("user_id", [7, None])
+def test_a_request_line_without_a_record_is_the_line_of_its_record(user_id):
+    formatter = RequestJsonFormatter()
+    plain = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                          rename_fields={"asctime": "time", "levelname": "level"})
+    fields = {"request_id": "0" * 32, "method": "POST", "route": "/v1/appointments", "status": 201,
+              "duration_ms": 3.25, "user_id": user_id}
+    # Within one second (the date is reused), into the next one, and ms at both ends.
+    for created in (1_790_000_000.0, 1_790_000_000.5, 1_790_000_000.999, 1_790_000_001.001, 1_700_000_000.25):
+        record = request_record(created, fields)
+        expected = plain.format(record)
+        assert formatter.format_request(created, fields) == expected == formatter.format(record)
+        assert json.loads(expected)["user_id"] == user_id
+
+
+def test_the_request_line_skips_the_log_record_only_where_nothing_else_would_see_it(app, admin, world):
+    stream = WriterStream()
+    handler = BackgroundHandler(json_target(stream), interval=0.01)
+    records: list[logging.LogRecord] = []
+    handler.addFilter(lambda record: records.append(record) or True)
+    medbook = logging.getLogger("medbook")
+    kept = medbook.handlers[:]
+    medbook.handlers[:] = [handler]
+    try:
+        client = app.test_client()
+        headers = bearer(world.patient_user)
+        assert client.get(f"/v1/practitioners/{world.practitioner}/slots", headers=headers).status_code == 200
+        handler.flush()
+        # A filter on the handler: it must see a record, so the line goes through logging.
+        assert [record.route for record in records] == ["/v1/practitioners/<practitioner_id>/slots"]
+        handler.filters.clear()
+        assert client.get(f"/v1/practitioners/{world.practitioner}/slots?date=2027-03-03",
+                          headers=headers).status_code == 200
+        handler.flush()
+    finally:
+        medbook.handlers[:] = kept
+        handler.close()
+    assert len(records) == 1  # the second line was queued without a record
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["name"], line["message"], line["level"], line["route"], line["status"], line["user_id"])
+            for line in lines] == [("medbook.request", "request", "INFO", "/v1/practitioners/<practitioner_id>/slots",
+                                    200, world.patient_user)] * 2
+    assert all(len(line["request_id"]) == 32 and line["duration_ms"] >= 0 for line in lines)
+    assert [sorted(line) for line in lines] == [sorted(lines[0])] * 2
+    assert stream.writers == {"medbook-log-writer"}
+    assert "2027-03-03" not in stream.getvalue()
+
+
+def test_request_log_lines_are_written_by_the_writer_thread_with_the_same_facts(app, admin, world):
+    direct, queued = io.StringIO(), WriterStream()
+    at_once = json_target(direct)
+    background = BackgroundHandler(json_target(queued), interval=0.01)
+    logger = logging.getLogger("medbook.request")
+    logger.addHandler(at_once)
+    logger.addHandler(background)
+    try:
+        slot = make_slot(admin, world, NOW + timedelta(days=2))
+        headers = bearer(world.patient_user)
+        client = app.test_client()
+        assert client.post("/v1/appointments", json={"slot_id": slot["id"]}, headers=headers).status_code == 201
+        assert client.get(f"/v1/practitioners/{world.practitioner}/slots?date=2027-03-03&tz=Europe/London",
+                          headers=headers).status_code == 200
+        background.flush()
+    finally:
+        logger.removeHandler(at_once)
+        logger.removeHandler(background)
+        background.close()
+    # Line for line what the handler writing in the request's thread wrote.
+    assert queued.getvalue() == direct.getvalue()
+    assert len(queued.getvalue().splitlines()) == 2
+    assert queued.writers == {"medbook-log-writer"}
+    token = headers["Authorization"].split()[1]
+    assert token not in queued.getvalue() and "slot_id" not in queued.getvalue()
+
+
+def record(n: object) -> logging.LogRecord:
+    """A request record carrying n (formatted by "%(message)s %(n)s")."""
+    item = logging.LogRecord("medbook.request", logging.INFO, __file__, 0, "request", (), None)
+    item.n = n
+    return item
+
+
+def test_close_writes_every_queued_line_in_order_and_later_lines_at_once():
+    stream = io.StringIO()
+    target = logging.StreamHandler(stream)
+    target.setFormatter(logging.Formatter("%(message)s %(n)s"))
+    handler = BackgroundHandler(target, interval=600)  # nothing is written before close()
+    for n in range(5000):
+        handler.handle(record(n))
+    handler.close()
+    assert stream.getvalue().splitlines() == [f"request {n}" for n in range(5000)]
+    handler.handle(record(5000))
+    assert stream.getvalue().splitlines()[-1] == "request 5000"
+
+
+def _log_in_child(handler: BackgroundHandler) -> None:
+    for n in range(100):
+        handler.handle(record(f"child {n}"))
+    # Ends normally, as a server worker does after its drain: no close() here.
+
+
+def test_a_forked_worker_writes_its_own_lines_when_it_ends(tmp_path):
+    path = tmp_path / "log"
+    with open(path, "w") as stream:
+        target = logging.StreamHandler(stream)
+        target.setFormatter(logging.Formatter("%(message)s %(n)s"))
+        handler = BackgroundHandler(target, interval=600)
+        try:
+            handler.handle(record("parent"))  # the parent's writer runs, and holds its line, when the child forks
+            child = multiprocessing.get_context("fork").Process(target=_log_in_child, args=(handler,))
+            child.start()
+            child.join(30)
+            assert child.exitcode == 0
+        finally:
+            handler.close()
+    lines = path.read_text().splitlines()
+    assert lines.count("request parent") == 1
+    assert [line for line in lines if "child" in line] == [f"request child {n}" for n in range(100)]
+
+
 def _serve(db: str, tmp_path, **env) -> tuple[subprocess.Popen, str]:
     port = free_port()
     environment = {**os.environ, "DATABASE_URL": without_search_path(db), "MEDBOOK_JWT_SECRET": JWT_SECRET,
@@ -207,3 +348,25 @@ def test_sigterm_finishes_in_flight_requests_and_serves_no_new_ones(db, admin, w
     # Nothing lingers (the process is gone, so this cannot tell a closed pool from a killed one).
     left = admin.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'medbook-api'")
     assert left.fetchone()["n"] == 0
+
+
+def test_sigterm_writes_every_request_line_still_queued(db, admin, world, tmp_path):
+    # Lines are written only every 10 minutes here: every one below comes from the drain.
+    server, base = _serve(db, tmp_path, MEDBOOK_LOG_FLUSH_MS="600000")
+    try:
+        token = auth.mint(JWT_SECRET, world.patient_user)
+        for _ in range(30):
+            assert http("GET", f"{base}/v1/practitioners/{world.practitioner}/slots", token)[0] == 200
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0
+    lines = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("name") == "medbook.request"]
+    # The health checks while the server came up, then the 30 listings.
+    assert [line["route"] for line in requests if line["route"] != "/v1/healthz"] == \
+        ["/v1/practitioners/<practitioner_id>/slots"] * 30
+    assert all(line["status"] == 200 and line["user_id"] == world.patient_user
+               for line in requests if line["route"] != "/v1/healthz")
