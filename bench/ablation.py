@@ -8,7 +8,10 @@ baseline at the same client count and reported as a ratio to it; the variants
 of one round run back to back, so every ratio compares neighbouring runs.
 
 Only triggers that exist in the schema are switched (a variant naming none is
-skipped), so the tool keeps working as the schema changes.
+skipped), so the tool keeps working as the schema changes. The database is
+warmed up and analyzed first; every booking run (and every cancellation run)
+makes the same number of transactions, its share of the slots, so variants do
+equal work and no run can run out of slots.
 
     .venv/bin/python bench/ablation.py [--seconds 8] [--reps 3] [--no-cancel]
 """
@@ -31,7 +34,7 @@ from api import schema  # noqa: E402
 from bench.compare import measured  # noqa: E402
 from bench.stages.common import FULL, Sizes, bench_database, libpq_env, log, median, pg_binary  # noqa: E402
 from bench.stages.cpu import postmaster_pid  # noqa: E402
-from bench.stages.data import load_data, max_booked_slot, prebook  # noqa: E402
+from bench.stages.data import load_data, prebook  # noqa: E402
 from bench.stages.direct import counted_run, pgbench, warm_up  # noqa: E402
 
 # name -> (table, trigger) pairs switched off for the variant's run; "*" is every trigger of the table.
@@ -74,11 +77,11 @@ def switch(conninfo: str, pairs: list[tuple[str, str]], enable: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=8, help="length of each pgbench -N baseline run")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--practitioners", type=int, default=4_000)
-    parser.add_argument("--days", type=int, default=12)
+    parser.add_argument("--days", type=int, default=24)
     parser.add_argument("--only", action="append", help="run only variants whose name contains this (repeatable)")
     parser.add_argument("--no-cancel", action="store_true", help="book_slot only")
     parser.add_argument("--notify-off", action="store_true",
@@ -105,13 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         postmaster = postmaster_pid(conninfo)
         cursor = warm_up(conninfo, sizes, clients=args.clients)
         cancel_offset = 0
+        runs = args.reps * len(names)
         if "cancel_appointment" in paths:
-            # Enough pre-booked appointments for every cancellation run at 4,000/s, from the top of the slot range.
-            reserve = min(4_000 * args.seconds * args.reps * len(names) + 1000, sizes.slots // 2)
+            # The top half of the free slots is pre-booked for the cancellation runs.
+            reserve = (sizes.slots - cursor) // 2
             cancel_offset = prebook(conninfo, sizes, sizes.slots - reserve, reserve)
             limit = sizes.slots - reserve
         else:
-            limit = sizes.slots
+            limit, reserve = sizes.slots, 0
+        # Every run of a path makes the same number of transactions (pgbench -t), as many as
+        # its share of the slots allows: equal work per variant, and no run can exhaust them.
+        per_client = {"book_slot": (limit - cursor) // (runs * args.clients),
+                      "cancel_appointment": reserve // (runs * args.clients)}
+        if min(per_client[p] for p in paths) < 1:
+            raise SystemExit("ablation: too few slots for the runs; raise --days")
+        log("each run: " + ", ".join(f"{p} {args.clients} x {per_client[p]:,}" for p in paths))
         for rep in range(args.reps):
             for path in paths:
                 for name in names:
@@ -122,28 +133,28 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         if path == "book_slot":
                             run = measured(postmaster, counted_run, conninfo, sizes, "book_slot.sql", "booked",
-                                           clients=args.clients, offset=cursor)
+                                           clients=args.clients, offset=cursor,
+                                           transactions=per_client[path])
                         else:
                             run = measured(postmaster, counted_run, conninfo, sizes, "cancel_appointment.sql",
-                                           "cancelled", clients=args.clients, offset=cancel_offset)
+                                           "cancelled", clients=args.clients, offset=cancel_offset,
+                                           transactions=per_client[path])
                     finally:
                         restore = not (args.notify_off and name.startswith("without NOTIFY"))
                         switch(conninfo, variants[name], enable=restore)
                     if path == "book_slot":
-                        cursor = max_booked_slot(conninfo, limit)
-                        if cursor >= limit:
-                            raise SystemExit("ablation: the booking slots ran out; raise --days")
+                        cursor += per_client[path] * args.clients
                     else:
-                        with psycopg.connect(conninfo) as conn:
-                            cancel_offset = conn.execute("SELECT max(id) FROM booking.appointments "
-                                                         "WHERE status = 'cancelled'").fetchone()[0]
+                        cancel_offset += per_client[path] * args.clients
                     ratios[path][name].append(run["tps"] / base["tps"])
                     tps[path][name].append(run["tps"])
                     cpu[path][name].append(run["server_cpu_us"] + run["client_cpu_us"])
                     log(f"rep {rep + 1}: {path}: {name}: {run['tps']:.0f} tps, baseline {base['tps']:.0f}, "
                         f"{ratios[path][name][-1]:.2f} x baseline; CPU {cpu[path][name][-1]:.0f} us per "
                         f"transaction, baseline {base_cpu[-1]:.0f}")
-    print(f"at {args.clients} clients, {sizes.slots:,} slots, medians of {args.reps} runs of {args.seconds} s "
+    print(f"at {args.clients} clients, {sizes.slots:,} slots, medians of {args.reps} runs "
+          f"({', '.join(f'{p}: {args.clients} x {per_client[p]:,} transactions' for p in paths)}; "
+          f"baselines {args.seconds} s) "
           f"(ratio: to the pgbench -N run just before; CPU: server + pgbench microseconds per transaction, "
           f"baseline {median(base_cpu):.0f} us, and the baseline's CPU over the variant's)")
     for path in paths:
