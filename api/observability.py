@@ -360,11 +360,11 @@ def init_app(app: Flask) -> None:
             fields = {"request_id": here.get("request_id"), "method": method, "route": route, "status": status,
                       "duration_ms": round(duration * 1000, 2), "user_id": here.get("user_id")}
             writer = _sole_writer()
-            if writer is None or not writer.line_for_request(time.time(), fields):
+            ended = time.time()
+            if writer is None or not writer.line_for_request(ended, fields):
                 # request_log.info() without looking up the caller's file and line, which
                 # the line does not carry.
-                request_log.handle(request_log.makeRecord(
-                    request_log.name, logging.INFO, __file__, 0, "request", (), None, extra=fields))
+                request_log.handle(request_record(ended, fields))
         return response
 
     if app.config["METRICS"] == "on":

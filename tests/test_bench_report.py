@@ -13,8 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from stages.common import FULL, SLOTS_PER_DAY, SMOKE
+from stages.direct import warm_up_per_client
 from stages.report import goals, markdown_tables
-from stages.sizes import LIST_SHARE, PLAN_SLOTS, booked_days, bookings_per_client, read_cost, warm_up
+from stages.sizes import LIST_SHARE, PLAN_SLOTS, booked_days, bookings_per_client, read_cost
 
 PLANS = """Query Text: SELECT * FROM availability_slots WHERE practitioner_id = p_practitioner_id
 Index Scan using availability_slots_available_by_start on availability_slots  (actual rows=10.00 loops=1)
@@ -104,7 +105,7 @@ def test_the_size_curve_books_the_same_slots_at_every_size_and_never_the_listed_
     shapes = [replace(sizes, practitioners=p, days=d) for p, d in sizes.curve]
     clients = 8 if 8 in sizes.clients else max(sizes.clients)
     per_client = bookings_per_client(shapes, sizes.reps, clients)
-    bookings = (sizes.reps * per_client + warm_up(clients)) * clients
+    bookings = (sizes.reps * per_client + warm_up_per_client(clients)) * clients
     booked = bookings + PLAN_SLOTS
     smallest = min(shapes, key=lambda s: s.slots)
     kept = max(1, math.ceil(smallest.days * LIST_SHARE))

@@ -168,6 +168,28 @@ def test_a_transaction_cannot_write_more_events_than_its_id_range(db, world: Wor
         conn.rollback()
 
 
+
+def test_event_ids_count_on_in_a_transaction_and_after_a_rolled_back_savepoint(db, world: World):
+    """Later events continue from the transaction-local booking.event_seq (0017): consecutive ids, the
+    count rolled back with a savepoint, and a value set by hand outside the transaction's range not trusted."""
+    with psycopg.connect(db, row_factory=dict_row) as conn:
+        base = conn.execute("SELECT pg_current_xact_id()::text::bigint * 1048576 AS b").fetchone()["b"]
+        ids = lambda: [r["id"] for r in conn.execute(  # noqa: E731
+            "SELECT id FROM booking.events WHERE id >= %s ORDER BY id", (base,)).fetchall()]
+        make_slot(conn, world, NOW + timedelta(days=2))
+        make_slot(conn, world, NOW + timedelta(days=2, hours=1))
+        assert ids() == [base, base + 1]
+        conn.execute("SAVEPOINT s")
+        make_slot(conn, world, NOW + timedelta(days=2, hours=2))
+        conn.execute("ROLLBACK TO SAVEPOINT s")
+        make_slot(conn, world, NOW + timedelta(days=2, hours=3))
+        assert ids() == [base, base + 1, base + 2]
+        for value in ("5", "not a number", str(base + EVENT_IDS_PER_TRANSACTION)):
+            conn.execute("SELECT set_config('booking.event_seq', %s, true)", (value,))
+            make_slot(conn, world, NOW + timedelta(days=3, minutes=len(ids()) * 30))
+        assert ids() == [base + n for n in range(6)]
+        conn.rollback()
+
 # The payload is the REST resource ------------------------------------------------------
 
 def test_payloads_equal_the_rest_json(client, admin, world: World):

@@ -78,6 +78,11 @@ WARM_UP = 2_000
 GROWING_BOOKING_TABLES = "booking.appointments, booking.appointment_history, booking.events"
 
 
+def warm_up_per_client(clients: int) -> int:
+    """The warm-up's bookings per client: WARM_UP in all, rounded up."""
+    return -(-WARM_UP // clients)
+
+
 def warm_up(conninfo: str, sizes: Sizes, *, clients: int, offset: int = 0) -> int:
     """About WARM_UP bookings from slot offset + 1, then ANALYZE of the tables bookings grow; the next free slot.
 
@@ -87,7 +92,7 @@ def warm_up(conninfo: str, sizes: Sizes, *, clients: int, offset: int = 0) -> in
     the first run would measure a cost that grows with the run. Tools that
     compare versions warm every one up the same way.
     """
-    per_client = -(-WARM_UP // clients)
+    per_client = warm_up_per_client(clients)
     counted_run(conninfo, sizes, "book_slot.sql", "booked", clients=clients, offset=offset,
                 transactions=per_client)
     with psycopg.connect(conninfo, autocommit=True) as conn:

@@ -45,8 +45,7 @@ from api import schema
 
 from .common import FIRST_DAY, SLOTS_PER_DAY, Sizes, log, median
 from .data import load_data
-from .direct import WARM_UP, counted_run, list_latency
-from .direct import warm_up as warm_up_run
+from .direct import counted_run, list_latency, warm_up, warm_up_per_client
 
 AUTO_EXPLAIN = (("auto_explain.log_min_duration", "0"), ("auto_explain.log_analyze", "on"),
                 ("auto_explain.log_nested_statements", "on"), ("auto_explain.log_level", "notice"),
@@ -170,17 +169,12 @@ def bookings_per_client(shapes: list[Sizes], rounds: int, clients: int) -> int:
     if free_days >= smallest.days:
         raise SystemExit(f"bench: the smallest size ({smallest.days} days) has no day to book")
     bookable = ((smallest.days - free_days) * smallest.practitioners * SLOTS_PER_DAY
-                - warm_up(clients) * clients - PLAN_SLOTS)
+                - warm_up_per_client(clients) * clients - PLAN_SLOTS)
     per_client = bookable // (rounds * clients)
     if per_client < 1:
         raise SystemExit(f"bench: the smallest size's {bookable} bookable slots do not make "
                          f"{rounds} runs of {clients} clients")
     return per_client
-
-
-def warm_up(clients: int) -> int:
-    """The warm-up's bookings per client."""
-    return math.ceil(WARM_UP / clients)
 
 
 def booked_days(shape: Sizes, bookings: int) -> int:
@@ -208,9 +202,8 @@ def size_curve(server: str, sizes: Sizes, workdir: Path, *, keep: bool = False) 
                            "list_p50_ms": []})
         per_client = bookings_per_client(shapes, sizes.reps, clients)
         for point, shape in zip(points, shapes, strict=True):
-            point["skip_days"] = booked_days(shape, (sizes.reps * per_client + warm_up(clients)) * clients)
-            point["cursor"] = warm_up_run(point["conninfo"], shape, clients=clients)
-            assert point["cursor"] == warm_up(clients) * clients
+            point["skip_days"] = booked_days(shape, (sizes.reps * per_client + warm_up_per_client(clients)) * clients)
+            point["cursor"] = warm_up(point["conninfo"], shape, clients=clients)
         skipped = ", ".join(f"{p['label']}: {p['skip_days']}" for p in points)
         log(f"each booking run: {clients} clients x {per_client:,} bookings; the list calls skip the booked "
             f"days ({skipped})")
