@@ -1,4 +1,4 @@
-"""Before/after: book_slot and cancel_appointment of two versions of the schema, in the same run.
+"""Before/after: book_slot, cancel_appointment and list_available_slots of two versions of the schema, in the same run.
 
 One PostgreSQL server holds three databases: pgbench's own tables (the
 baseline, `pgbench -N`), the booking schema as of a git revision (--before,
@@ -7,7 +7,10 @@ exported with `git archive`), and the booking schema of this working tree
 and every round runs, back to back at the same client count: the baseline,
 then each version (their order alternating between rounds). Each version's
 throughput is divided by the baseline run of its own round, and the report
-gives the median of those ratios and of the after/before ratios.
+gives the median of those ratios and of the after/before ratios. After the
+booking rounds, list_available_slots runs for 5 s at one client in each
+version per round (a random practitioner and one of the days no booking
+touched), and the report gives its p50 and p99 and the after/before p99.
 
     .venv/bin/python bench/compare.py --before main            # this tree against main
     .venv/bin/python bench/compare.py --before HEAD~1 --seconds 8 --reps 3
@@ -30,7 +33,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import psycopg
@@ -41,10 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api import schema  # noqa: E402
-from bench.stages.common import FULL, Sizes, libpq_env, log, median, pg_binary  # noqa: E402
+from bench.stages.common import FULL, SLOTS_PER_DAY, Sizes, libpq_env, log, median, pg_binary  # noqa: E402
 from bench.stages.cpu import client_seconds, postmaster_pid, server_seconds, settle  # noqa: E402
 from bench.stages.data import load_data, max_booked_slot, prebook  # noqa: E402
-from bench.stages.direct import counted_run, pgbench, warm_up  # noqa: E402
+from bench.stages.direct import counted_run, list_latency, pgbench, warm_up  # noqa: E402
 
 
 def measured(postmaster: int | None, run, conninfo: str, *args, **kwargs) -> dict:
@@ -126,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = ("before", "after")
     runs: dict[str, dict[str, list[dict]]] = {"book": {v: [] for v in ("base", *versions)},
                                               "cancel": {v: [] for v in ("base", *versions)}}
+    runs_list: dict[str, list[dict]] = {v: [] for v in versions}
     tmp = Path(tempfile.mkdtemp(prefix="medbook-compare-src-"))
     try:
         dirs = {"before": export_db_dir(args.before, tmp / "before"),
@@ -163,6 +167,19 @@ def main(argv: list[str] | None = None) -> int:
                         line.append(f"{v} {r['tps']:6.0f} ({r['tps'] / base['tps']:.2f}, "
                                     f"{r['server_cpu_us'] + r['client_cpu_us']:.0f} us)")
                     log(f"book_slot rep {rep + 1}/{args.reps}: " + ", ".join(line))
+                # The available slots of a random practitioner and day, on the days no booking touched
+                # (slot ids are time-major: the bookings filled whole days from the first).
+                skip_days = -(-max(cursor.values()) // (sizes.practitioners * SLOTS_PER_DAY))
+                if skip_days >= sizes.days:
+                    raise SystemExit("compare: the bookings reached the last day; raise --days")
+                for rep in range(args.reps):
+                    line = []
+                    for v in versions if rep % 2 == 0 else versions[::-1]:
+                        r = list_latency(conninfo[v], replace(sizes, reps=1), tmp / f"list-{v}-{rep}",
+                                         skip_days=skip_days)
+                        runs_list[v].append({"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]})
+                        line.append(f"{v} p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms")
+                    log(f"list_available_slots rep {rep + 1}/{args.reps}: " + "; ".join(line))
                 if not args.no_cancel:
                     fastest = max(r["tps"] for v in versions for r in runs["book"][v])
                     # Enough for the fastest booking rate three times over, but at most half the free slots.
@@ -212,10 +229,20 @@ def main(argv: list[str] | None = None) -> int:
         for v in versions:
             s[f"{v}_cpu_ratio"] = s["base_cpu_us"] / s[f"{v}_cpu_us"]
         summary[what] = s
+    if runs_list["after"]:
+        summary["list"] = {f"{v}_{q}": median([x[q] for x in runs_list[v]])
+                           for v in versions for q in ("p50_ms", "p99_ms")}
+        summary["list"]["after_over_before_p99"] = median(
+            [a["p99_ms"] / b["p99_ms"] for a, b in zip(runs_list["after"], runs_list["before"], strict=True)])
     title = (f"{args.before} -> {args.after or 'working tree'}: {args.clients} clients, {args.seconds} s runs, "
              f"medians of {args.reps}, {sizes.slots:,} slots" + "".join(f"; {s}" for s in args.sql))
     print(title)
     for what, s in summary.items():
+        if what == "list":
+            print(f"  {'list_available_slots':19} p50 / p99 ms, one client: before {s['before_p50_ms']:.3f} / "
+                  f"{s['before_p99_ms']:.3f} | after {s['after_p50_ms']:.3f} / {s['after_p99_ms']:.3f} "
+                  f"| after/before p99 {s['after_over_before_p99']:.2f}")
+            continue
         name = "book_slot" if what == "book" else "cancel_appointment"
         print(f"  {name:19} baseline {s['baseline_tps']:6.0f} tps | before {s['before_tps']:6.0f} tps "
               f"{s['before_over_baseline']:.2f}x | after {s['after_tps']:6.0f} tps {s['after_over_baseline']:.2f}x "
@@ -227,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['after_server_cpu_us']:.0f}")
     if args.out:
         args.out.write_text(json.dumps({"title": title, "args": {k: str(v) for k, v in vars(args).items()},
-                                        "summary": summary, "runs": runs}, indent=2) + "\n")
+                                        "summary": summary, "runs": {**runs, "list": runs_list}}, indent=2) + "\n")
     return 0
 
 

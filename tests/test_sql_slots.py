@@ -186,6 +186,57 @@ def test_listing_shows_future_available_slots_earliest_first(admin, api_conn, wo
     assert listing(api_conn, world.patient_user, world.practitioner)[0] == early["id"]
 
 
+
+def test_listed_slots_are_the_slots_as_get_slot_returns_them(api_conn, world):
+    """The list names its columns (so it can be answered from the index); each row is still the whole slot."""
+    first = make_slot(api_conn, world, DAY)
+    moved = make_slot(api_conn, world, DAY + timedelta(hours=2))
+    moved = api_conn.execute("SELECT * FROM update_slot(%s, %s, %s, %s)",
+                             (world.practitioner_user, moved["id"], DAY + timedelta(hours=3),
+                              DAY + timedelta(hours=4))).fetchone()
+    assert moved["version"] > 1
+    rows = api_conn.execute("SELECT * FROM list_available_slots(%s, %s, %s)",
+                            (world.patient_user, world.practitioner, DAY.date())).fetchall()
+    expected = [api_conn.execute("SELECT * FROM get_slot(%s, %s)", (world.patient_user, s["id"])).fetchone()
+                for s in (first, moved)]
+    assert rows == expected
+    assert rows == api_conn.execute("SELECT * FROM list_available_slots(%s, %s)",
+                                    (world.patient_user, world.practitioner)).fetchall()
+
+
+def test_listing_a_day_reads_the_index_alone(admin, world):
+    """With the table vacuumed, the day's slots come from an index-only scan that fetches no heap
+    page: the index carries every listed column, so the cost of a call does not depend on how the
+    practitioner's slots are spread over the table."""
+    with admin.transaction():
+        # The test server commits asynchronously; VACUUM marks a page all-visible only once the
+        # inserting commit is on disk, as it always is on a server with durability on.
+        admin.execute("SET LOCAL synchronous_commit = on")
+        admin.execute("INSERT INTO booking.availability_slots (practitioner_id, start_time, end_time) "
+                      "SELECT p, %s + d * interval '1 day' + h * interval '1 hour', "
+                      "%s + d * interval '1 day' + h * interval '1 hour' + interval '30 minutes' "
+                      "FROM unnest(ARRAY[%s, %s]) p, generate_series(0, 59) d, generate_series(8, 17) h",
+                      (DAY, DAY, world.practitioner, world.other_practitioner))
+    admin.execute("VACUUM (ANALYZE) booking.availability_slots")
+    admin.execute("LOAD 'auto_explain'")
+    for setting, value in (("auto_explain.log_min_duration", "0"), ("auto_explain.log_nested_statements", "on"),
+                           ("auto_explain.log_analyze", "on"), ("auto_explain.log_level", "notice"),
+                           ("client_min_messages", "notice")):
+        admin.execute(f"SET {setting} = {value}")
+    plans: list[str] = []
+    admin.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
+    with admin.transaction():
+        admin.execute("SET LOCAL ROLE medbook_api")
+        for _ in range(6):  # past PL/pgSQL's first five custom plans
+            plans.clear()
+            rows = admin.execute("SELECT * FROM booking_api.list_available_slots(%s, %s, %s)",
+                                 (world.patient_user, world.practitioner, (DAY + timedelta(days=30)).date())).fetchall()
+    assert len(rows) == 10
+    listing_plans = [p for p in plans if "FROM availability_slots s" in p]
+    assert len(listing_plans) == 1, plans
+    assert "Index Only Scan using availability_slots_available_by_start" in listing_plans[0], listing_plans
+    assert "Heap Fetches: 0" in listing_plans[0], listing_plans
+
 def test_listing_errors(api_conn, world):
     with sqlstate("MB404"):
         listing(api_conn, world.patient_user, 10**12, DAY.date())

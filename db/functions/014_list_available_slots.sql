@@ -3,7 +3,10 @@
    bounds are computed as local midnights in that zone, so a daylight-saving
    day has its true 23 or 25 hours. Without p_date, the next p_limit slots.
    Either way only slots that have not started, earliest first, served by the
-   partial index availability_slots_available_by_start. */
+   partial index availability_slots_available_by_start. The columns are named,
+   not slot_out(s): the index carries every one of them (status is 'available'
+   by its predicate), so the scan is index-only and reads no heap page where
+   the visibility map says the page is all-visible. */
 CREATE OR REPLACE FUNCTION booking_api.list_available_slots(
     p_actor_user_id   bigint,
     p_practitioner_id bigint,
@@ -29,7 +32,8 @@ BEGIN
 
     IF p_date IS NULL THEN
         RETURN QUERY
-            SELECT (slot_out(s)).* FROM availability_slots s
+            SELECT s.id, s.practitioner_id, s.start_time, s.end_time, 'available'::text, s.version
+              FROM availability_slots s
              WHERE practitioner_id = p_practitioner_id AND status = 'available'
                AND start_time > v_now
              ORDER BY start_time
@@ -52,7 +56,8 @@ BEGIN
     v_from := p_date::timestamp AT TIME ZONE v_time_zone;
     v_to := (p_date + 1)::timestamp AT TIME ZONE v_time_zone;
     RETURN QUERY
-        SELECT (slot_out(s)).* FROM availability_slots s
+        SELECT s.id, s.practitioner_id, s.start_time, s.end_time, 'available'::text, s.version
+          FROM availability_slots s
          WHERE practitioner_id = p_practitioner_id AND status = 'available'
            AND start_time >= v_from AND start_time < v_to
            AND start_time > v_now
