@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api import schema  # noqa: E402
-from bench.stages.common import FULL, SLOTS_PER_DAY, Sizes, libpq_env, log, median, pg_binary  # noqa: E402
+from bench.stages.common import FULL, SLOTS_PER_DAY, Sizes, libpq_env, log, median, pg_binary, server_settings  # noqa: E402
 from bench.stages.cpu import client_seconds, postmaster_pid, server_seconds, settle  # noqa: E402
 from bench.stages.data import load_data, max_booked_slot, prebook  # noqa: E402
 from bench.stages.direct import counted_run, list_latency, pgbench, warm_up  # noqa: E402
@@ -76,7 +76,7 @@ def server() -> Iterator[str]:
     tmp = Path(tempfile.mkdtemp(prefix="medbook-compare-"))
     log(f"starting a private PostgreSQL in {tmp}")
     try:
-        yield pgserver.start(tmp / "pgdata", dbname="postgres", keep=False)
+        yield pgserver.start(tmp / "pgdata", dbname="postgres", keep=False, settings=server_settings())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
