@@ -25,6 +25,12 @@ scan every appointment made so far (a sequential scan, or a hashed subplan
 over the whole table), a cost that grows through the first run until
 autovacuum's next analyze, up to a minute later. With a few thousand
 appointments known, every one of those is an index probe whatever the size.
+
+Each list run starts from a quiet server (quiet()): the booking run just
+before it leaves dirty pages and, in the small databases, enough updated
+slots for autovacuum to start on them, and a checkpoint or a vacuum landing
+in a five-second run of 50-microsecond calls decides its p99 whatever the
+size. So the run waits for a CHECKPOINT and for autovacuum to finish first.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -55,6 +62,16 @@ SCAN = re.compile(r"(Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan|Bitmap
                   r"(?: using (\S+))? on (\S+).*?actual (?:time=\S+ )?rows=([\d.]+) loops=(\d+)")
 REMOVED = re.compile(r"Rows Removed by (?:Filter|Index Recheck|Join Filter): (\d+)")
 BUFFERS = re.compile(r"Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?")
+
+
+def quiet(conninfo: str, timeout: float = 120.0) -> None:
+    """Writes the dirty pages out and waits (up to timeout) until no autovacuum worker is running."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        while time.monotonic() < deadline and conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'").fetchone()[0]:
+            time.sleep(0.2)
 
 
 def label(slots: int) -> str:
@@ -215,6 +232,7 @@ def size_curve(server: str, sizes: Sizes, workdir: Path, *, keep: bool = False) 
                                   offset=point["cursor"], transactions=per_client)
                 point["cursor"] += clients * per_client
                 point["book_slot"].append(run["tps"])
+                quiet(point["conninfo"])
                 listing = list_latency(point["conninfo"], replace(shape, reps=1),
                                        workdir / f"sizes-{point['label']}-{rnd}", skip_days=point["skip_days"])
                 point["list_p99_ms"].append(listing["p99_ms"])
