@@ -175,17 +175,45 @@ CONSISTENCY_TRIGGERS = """SELECT t.tgname, t.tgfoid::regproc::text AS function
                            WHERE t.tgname LIKE '%%booking_consistency' ORDER BY 1"""
 
 
-def test_each_consistency_trigger_has_its_own_function_and_0008_rolls_back(pg_server):
-    """0008 splits the shared consistency trigger function (plpgsql_check proves each per table)."""
+CONSISTENCY_KEYS = """SELECT conname FROM pg_constraint
+                        WHERE conname IN ('appointments_holder_slot_is_booked', 'availability_slots_booked_has_holder')
+                        ORDER BY 1"""
+
+
+def _slot(conn) -> int:
+    conn.execute("SELECT booking.set_booking_clock('2027-01-01T00:00Z')")
+    user = conn.execute("INSERT INTO public.users (email, name, role) VALUES "
+                        "(gen_random_uuid() || '@x.test', 'P', 'practitioner') RETURNING id").fetchone()[0]
+    practitioner = conn.execute("INSERT INTO public.practitioners (user_id, specialty) "
+                                "VALUES (%s, 'GP') RETURNING id", (user,)).fetchone()[0]
+    return conn.execute("SELECT id FROM booking_api.create_slot(%s, %s, '2027-01-02T09:00Z', "
+                        "'2027-01-02T09:30Z')", (user, practitioner)).fetchone()[0]
+
+
+def test_consistency_moves_to_foreign_keys_in_0020_and_both_roll_back(pg_server):
+    """0020 keeps the slot/appointment rule by two deferred composite foreign keys; its rollback
+    restores the two constraint triggers 0008 split (plpgsql_check proves each per table), and
+    0008's rollback and forward still apply on that schema. Each form bites at commit."""
+    triggers = (schema.MIGRATIONS_DIR / "0020_consistency_by_foreign_keys.rollback.sql").read_text()
+    keys = (schema.MIGRATIONS_DIR / "0020_consistency_by_foreign_keys.sql").read_text()
     rollback = (schema.MIGRATIONS_DIR / "0008_consistency_trigger_per_table.rollback.sql").read_text()
     forward = (schema.MIGRATIONS_DIR / "0008_consistency_trigger_per_table.sql").read_text()
     split = [("appointments_booking_consistency", "booking.booking_assert_appointment_slots_consistent"),
              ("availability_slots_booking_consistency", "booking.booking_assert_slot_status_consistent")]
+    foreign_keys = [("appointments_holder_slot_is_booked",), ("availability_slots_booked_has_holder",)]
     with fresh_database(pg_server) as janitor:
         url = pg_server.conninfo(janitor.dbname)
         schema.migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute(CONSISTENCY_TRIGGERS).fetchall() == []
+            assert conn.execute(CONSISTENCY_KEYS).fetchall() == foreign_keys
+            slot = _slot(conn)
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                conn.execute("UPDATE booking.availability_slots SET status = 'booked' WHERE id = %s", (slot,))
+            with conn.transaction():
+                conn.execute(triggers)
             assert conn.execute(CONSISTENCY_TRIGGERS).fetchall() == split
+            assert conn.execute(CONSISTENCY_KEYS).fetchall() == []
             assert conn.execute("SELECT to_regprocedure('booking.booking_assert_slot_consistent()')"
                                 ).fetchone()[0] is None
             for sql, shape in ((rollback, [(name, "booking.booking_assert_slot_consistent") for name, _ in split]),
@@ -194,12 +222,14 @@ def test_each_consistency_trigger_has_its_own_function_and_0008_rolls_back(pg_se
                     conn.execute(sql)
                 assert conn.execute(CONSISTENCY_TRIGGERS).fetchall() == shape
                 # Both sides still bite at commit.
-                conn.execute("SELECT booking.set_booking_clock('2027-01-01T00:00Z')")
-                user = conn.execute("INSERT INTO public.users (email, name, role) VALUES "
-                                    "(gen_random_uuid() || '@x.test', 'P', 'practitioner') RETURNING id").fetchone()[0]
-                practitioner = conn.execute("INSERT INTO public.practitioners (user_id, specialty) "
-                                            "VALUES (%s, 'GP') RETURNING id", (user,)).fetchone()[0]
-                slot = conn.execute("SELECT id FROM booking_api.create_slot(%s, %s, '2027-01-02T09:00Z', "
-                                    "'2027-01-02T09:30Z')", (user, practitioner)).fetchone()[0]
+                slot = _slot(conn)
                 with pytest.raises(psycopg.errors.CheckViolation):
                     conn.execute("UPDATE booking.availability_slots SET status = 'booked' WHERE id = %s", (slot,))
+            with conn.transaction():
+                conn.execute(keys)
+            assert conn.execute(CONSISTENCY_TRIGGERS).fetchall() == []
+            assert conn.execute(CONSISTENCY_KEYS).fetchall() == foreign_keys
+            slot = _slot(conn)
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                conn.execute("UPDATE booking.availability_slots SET status = 'booked' WHERE id = %s", (slot,))
+
