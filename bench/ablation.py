@@ -38,14 +38,18 @@ from bench.stages.data import load_data, prebook  # noqa: E402
 from bench.stages.direct import counted_run, pgbench, warm_up  # noqa: E402
 
 # name -> (table, trigger) pairs switched off for the variant's run; "*" is every trigger of the table.
+# ("*", "constraint:NAME") is every trigger that checks the foreign key NAME, on both its tables.
 # ("event_log_settings", "notify_on_commit") is the event log's setting (0011a), not a trigger: switched off by UPDATE.
 VARIANTS: dict[str, list[tuple[str, str]]] = {
     "as shipped": [],
     "without NOTIFY on commit (notify_on_commit off)": [("event_log_settings", "notify_on_commit")],
     "without the event trigger": [("appointments", "appointments_record_event")],
     "without the history trigger": [("appointments", "appointments_record_history")],
-    "without the consistency triggers": [("availability_slots", "availability_slots_booking_consistency"),
-                                         ("appointments", "appointments_booking_consistency")],
+    "without the consistency triggers (before 0020)": [
+        ("availability_slots", "availability_slots_booking_consistency"),
+        ("appointments", "appointments_booking_consistency")],
+    "without the consistency foreign keys (0020)": [("*", "constraint:appointments_holder_slot_is_booked"),
+                                                    ("*", "constraint:availability_slots_booked_has_holder")],
     "without the row-rule triggers (version, guard and rules; 0017)": [
         ("availability_slots", "availability_slots_row_rules"), ("appointments", "appointments_row_rules"),
         ("appointment_history", "appointment_history_row_rules")],
@@ -59,7 +63,15 @@ VARIANTS: dict[str, list[tuple[str, str]]] = {
 
 def existing(conninfo: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     with psycopg.connect(conninfo) as conn:
-        return [(t, g) for t, g in pairs if g in ("USER", "ALL") or conn.execute(
+        found = []
+        for _, g in [p for p in pairs if p[1].startswith("constraint:")]:
+            found += conn.execute(
+                "SELECT c.relname, format('%%I', t.tgname) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_constraint k ON k.oid = t.tgconstraint "
+                "WHERE k.conname = %s AND k.connamespace = 'booking'::regnamespace ORDER BY 1, 2",
+                (g.removeprefix("constraint:"),)).fetchall()
+        pairs = [p for p in pairs if not p[1].startswith("constraint:")]
+        return found + [(t, g) for t, g in pairs if g in ("USER", "ALL") or conn.execute(
             "SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = to_regclass(%s)",
             (g, f"booking.{t}")).fetchone() or conn.execute(
             "SELECT 1 FROM pg_attribute WHERE attname = %s AND attrelid = to_regclass(%s)",

@@ -21,8 +21,9 @@
 -- flips the slot in one transaction, and a transaction may create, book,
 -- cancel and book a slot again; each is judged at commit on the rows as they
 -- are then. The unique key (slot_id, holds_slot) that the second references
--- also says "at most one holder per slot", as appointments_one_holder_per_slot
--- does (kept: book_slot's conflict handling names it).
+-- also says "at most one holder per slot", as the partial unique index
+-- appointments_one_holder_per_slot does; that index stays for now (its name is
+-- what book_slot and the invariant tests document as the backstop).
 --
 -- A writer that breaks the rule now gets foreign_key_violation (23503) naming
 -- one of the two constraints, at commit, instead of check_violation (23514)
