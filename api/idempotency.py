@@ -26,8 +26,9 @@ def key() -> str | None:
     """The request's Idempotency-Key, or None without one; a malformed key is a 400.
 
     One look-up of HTTP_IDEMPOTENCY_KEY, not headers.getlist(), which walks the
-    whole WSGI environ: a WSGI server hands a repeated header over as one value,
-    its copies joined by ", " (PEP 3333), so there is never more than one to get.
+    whole WSGI environ: a WSGI server hands a repeated header over as one environ
+    value, its copies joined by commas (granian "a,b", werkzeug's test client
+    "a, b"), so there is never more than one to get.
     """
     value = request.headers.get(HEADER)
     if value is None:

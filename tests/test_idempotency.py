@@ -349,8 +349,9 @@ def test_http_replays_are_the_first_response(client, admin, world):
 
 
 def test_http_a_repeated_key_header_is_one_key_its_copies_joined(client, admin, world):
-    # WSGI hands a repeated header over as one value, joined by ", " (the key is read with
-    # one look-up of that value): "a" twice is the key "a, a", not "a".
+    # WSGI hands a repeated header over as one value, its copies joined by commas (", " in
+    # werkzeug's test client, "," under granian), and that value is the key: "a" twice is
+    # the key "a, a" here, not "a".
     slot = make_slot(admin, world, NOW + timedelta(days=2))
     twice = [("Idempotency-Key", "a"), ("Idempotency-Key", "a"), *bearer(world.patient_user).items()]
     first = client.post("/v1/appointments", json={"slot_id": slot["id"]}, headers=twice)
