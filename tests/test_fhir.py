@@ -333,6 +333,16 @@ def test_every_error_is_an_operation_outcome_with_the_rest_status(client, world)
     outcome(fhir_get(client, "Slot/abc", world.patient_user), 404, "not-found")
 
 
+def test_errors_at_the_base_are_outcomes_and_next_to_it_problems(client):
+    """The base path and everything under it answer FHIR; a path that only begins like it does not."""
+    client.check_contract = False
+    outcome(client.get(BASE), 404, "not-found", "not_found")
+    outcome(client.get(f"{BASE}/"), 404, "not-found", "not_found")
+    beside = client.get(f"{BASE}x/Slot/1")
+    assert beside.status_code == 404 and beside.mimetype == "application/problem+json"
+    assert beside.get_json()["code"] == "not_found"
+
+
 @pytest.mark.parametrize("change", [
     lambda slot: {**slot, "colour": "blue"},             # not an element of Slot
     lambda slot: {**slot, "status": "open"},             # outside the value set

@@ -348,6 +348,21 @@ def test_http_replays_are_the_first_response(client, admin, world):
     assert again.status_code == 201 and again.get_json() == first.get_json()
 
 
+def test_http_a_repeated_key_header_is_one_key_its_copies_joined(client, admin, world):
+    # WSGI hands a repeated header over as one value, its copies joined by commas (", " in
+    # werkzeug's test client, "," under granian), and that value is the key: "a" twice is
+    # the key "a, a" here, not "a".
+    slot = make_slot(admin, world, NOW + timedelta(days=2))
+    twice = [("Idempotency-Key", "a"), ("Idempotency-Key", "a"), *bearer(world.patient_user).items()]
+    first = client.post("/v1/appointments", json={"slot_id": slot["id"]}, headers=twice)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    retry = post(client, "/v1/appointments", world.patient_user, {"slot_id": slot["id"]}, "a, a")
+    assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.get_json() == first.get_json()
+    assert_problem(post(client, "/v1/appointments", world.patient_user, {"slot_id": slot["id"]}, "a"),
+                   409, "slot_unavailable")
+
+
 def test_http_different_request_same_key_is_422(client, admin, world):
     first, second = (make_slot(admin, world, NOW + timedelta(days=d))["id"] for d in (2, 3))
     booked = post(client, "/v1/appointments", world.patient_user, {"slot_id": first}, "k")

@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from datetime import timedelta
 
 import psycopg
@@ -24,7 +25,7 @@ from pythonjsonlogger.json import JsonFormatter
 from test_faults import free_port, http, wait_for
 
 from api import auth, create_app
-from api.observability import BackgroundHandler, RequestJsonFormatter, request_record
+from api.observability import BackgroundHandler, RequestJsonFormatter, request_id, request_record
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -126,6 +127,23 @@ def test_request_log_has_the_facts_and_never_a_token_or_body(app, admin, world):
     text = stream.getvalue()
     token = headers["Authorization"].split()[1]
     assert token not in text and "slot_id" not in text and "Europe/London" not in text
+
+
+def test_request_ids_are_uuid4_hex_with_every_random_bit_random(client):
+    # As uuid.uuid4().hex: version 4, the RFC 4122 variant, the other 122 bits random.
+    ids = [request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for made in ids:
+        parsed = uuid.UUID(hex=made)
+        assert parsed.hex == made and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    fixed = (0xC000 << 48) | (0xF000 << 64)
+    ones = zeros = 0
+    for made in ids:
+        ones |= int(made, 16)
+        zeros |= ~int(made, 16) & (2**128 - 1)
+    assert ones & zeros == (2**128 - 1) & ~fixed  # every other bit seen both ways
+    served = client.get("/v1/healthz").headers["X-Request-Id"]
+    assert uuid.UUID(hex=served).version == 4 and served not in ids
 
 
 class WriterStream(io.StringIO):

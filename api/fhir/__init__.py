@@ -26,6 +26,8 @@ from ..errors import problem
 from . import appointments, metadata, people, scheduling
 from .wire import BASE_PATH, FhirError, operation_outcome
 
+_UNDER_BASE = BASE_PATH + "/"
+
 
 def init_app(app: Flask) -> None:
     for blueprint in (metadata.bp, scheduling.bp, appointments.bp, people.bp):
@@ -39,6 +41,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _outcomes(response: Response) -> Response:
         """Under /fhir/, every problem (whoever raised it) leaves as an OperationOutcome."""
-        if request.path.startswith(BASE_PATH + "/") or request.path == BASE_PATH:
+        path = request.path  # werkzeug computes it on every read
+        if path.startswith(_UNDER_BASE) or path == BASE_PATH:
             return operation_outcome(response)
         return response
