@@ -133,15 +133,17 @@ def main(argv: list[str] | None = None) -> int:
 
         # Slot ids 1..limit serve bookings (direct, HTTP, hot slot) from a rising
         # cursor; the ones above limit are pre-booked for the cancellation runs:
-        # twice what the fastest booking run would have cancelled in every run,
-        # and never more than half of the slots still free.
+        # one and a half times what the fastest booking run would have cancelled in
+        # every run (a cancellation run has never been faster than the fastest
+        # booking run; cancel_runs stops the bench if the reserve runs out), and
+        # never more than half of the slots still free.
         total = limit = sizes.slots
         cursor = 0
         if "direct" in stages:
             log("direct: pgbench -N and book_slot")
             direct, cursor = direct_runs(conninfo, sizes, cursor, total)
             fastest = max(run["tps"] for runs in direct["book_slot"].values() for run in runs)
-            reserve = min(int(2 * fastest * sizes.seconds * sizes.reps * len(sizes.clients)) + 1000,
+            reserve = min(int(1.5 * fastest * sizes.seconds * sizes.reps * len(sizes.clients)) + 1000,
                           (total - cursor) // 2)
             limit = total - reserve
             log(f"pre-booking {reserve:,} appointments for the cancellation runs")

@@ -52,7 +52,7 @@ class Sizes:
         return self.practitioners * self.days * SLOTS_PER_DAY
 
 
-FULL = Sizes(practitioners=10_000, days=24, patients=1_000, clients=(1, 8, 32), reps=3, seconds=10,
+FULL = Sizes(practitioners=10_000, days=30, patients=1_000, clients=(1, 8, 32), reps=3, seconds=10,
              list_seconds=5, hot_clients=64, hot_rounds=1_000, http_seconds=10, pgbench_scale=10)
 SMOKE = Sizes(practitioners=500, days=12, patients=50, clients=(1, 4), reps=1, seconds=1,
               list_seconds=1, hot_clients=8, hot_rounds=20, http_seconds=1, pgbench_scale=1, webhook_events=100,
