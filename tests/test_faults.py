@@ -95,6 +95,8 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private
     with psycopg.connect(conninfo, autocommit=True) as conn:
         assert conn.execute("SHOW fsync").fetchone()[0] == "on"
         assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+        # A setting that needs a restart takes effect (pgserver restarts the server it started).
+        assert conn.execute("SHOW max_connections").fetchone()[0] == "60"
     yield server
     if server.pid():
         server.stop()
