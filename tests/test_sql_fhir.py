@@ -91,7 +91,8 @@ def test_a_slot_cursor_resumes_only_its_own_search(api_conn, world, slots):
     with sqlstate("MBC01"):
         search_slots(api_conn, world.practitioner_user, world.practitioner, ["available"], limit=2, cursor=cursor)
     with sqlstate("MBC01"):
-        search_slots(api_conn, world.practitioner_user, world.practitioner, limit=2, cursor=cursor[:-2] + "AA")
+        altered = cursor[:-2] + ("BB" if cursor.endswith("AA") else "AA")   # never the cursor itself
+        search_slots(api_conn, world.practitioner_user, world.practitioner, limit=2, cursor=altered)
     with sqlstate("MBC01"):
         search_slots(api_conn, world.practitioner_user, world.practitioner, limit=2,
                      start_from=START, cursor=cursor)
