@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import io
 import json
+import logging
 import os
 import secrets
 import sys
@@ -31,10 +32,16 @@ sys.path.insert(0, str(ROOT))
 # this when it is imported), the JSON request log written (here to /dev/null).
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="medbook-profile-metrics-"))
 
+import psycopg  # noqa: E402
+
 from api import auth, create_app, observability, schema  # noqa: E402
 from bench import bare_app  # noqa: E402
 from bench.stages.common import SMOKE, Sizes, bench_database, median  # noqa: E402
 from bench.stages.data import load_data  # noqa: E402
+
+# Bookings before the measured ones (then ANALYZE): 400 were too few for the planner to
+# see the appointments table as more than empty (bench/stages/sizes.py).
+WARM_UP = 2_000
 
 
 def environ(body: bytes, token: str, user: int) -> dict:
@@ -53,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000, help="bookings per measurement")
     args = parser.parse_args(argv)
     n = args.requests
-    sizes = Sizes(**{**asdict(SMOKE), "practitioners": 1000, "days": 2})
-    if sizes.slots < 4 * n:
+    sizes = Sizes(**{**asdict(SMOKE), "practitioners": 1000, "days": 4})
+    if sizes.slots < 4 * n + WARM_UP + 100:
         raise SystemExit("profile: too many requests for the slots loaded")
     with contextlib.ExitStack() as stack:
         conninfo = stack.enter_context(bench_database(keep=False))
@@ -63,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = stack.enter_context(open(os.devnull, "w"))
         with contextlib.redirect_stderr(devnull):
             observability.configure_logging("json")
+        # The log's writer thread writes what it holds before its stream closes (the stack unwinds last in, first out).
+        for handler in logging.getLogger("medbook").handlers:
+            stack.callback(handler.close)
         secret = secrets.token_urlsafe(48)
         os.environ["DATABASE_URL"] = conninfo
         real = create_app({"DATABASE_URL": conninfo, "JWT_SECRET": secret})
@@ -89,8 +99,17 @@ def main(argv: list[str] | None = None) -> int:
                 "bare Flask app (WSGI, in-process)": status_of(bare),
                 "real app (WSGI, in-process, JWT on)": status_of(real)}
         for one in ways.values():
-            for _ in range(50):
+            for _ in range(WARM_UP // len(ways)):
                 one()  # warm: pool connections, prepared statements
+        # A freshly loaded appointments table is empty to the planner: until it is analyzed,
+        # the plans each connection caches read every appointment made so far, and each
+        # booking is slower than the one before (bench/stages/sizes.py). ANALYZE invalidates
+        # them; the next calls plan again and prepare again.
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("ANALYZE booking.appointments, booking.appointment_history, booking.events")
+        for one in ways.values():
+            for _ in range(20):
+                one()
         # Interleaved rounds, median per way: the machine is shared and noisy.
         # Wall time includes the database; CPU time of this process is the Python side alone.
         wall: dict[str, list[float]] = {name: [] for name in ways}

@@ -85,7 +85,6 @@ def test_booked_appointment_on_missing_slot_is_reported(admin, booked):
 
 def test_detects_several_booked_appointments_per_slot(admin, world, booked):
     slot, _ = booked
-    admin.execute("DROP INDEX appointments_one_holder_per_slot")
     admin.execute("ALTER TABLE appointments DROP CONSTRAINT appointments_slot_holder_key CASCADE")
     admin.execute("SET session_replication_role = replica")
     admin.execute(
@@ -195,7 +194,6 @@ def test_attended_appointments_hold_their_slot(admin, world):
     assert rows[0]["detail"] == "appointment completed, slot status available"
     admin.execute("UPDATE availability_slots SET status = 'booked' WHERE id = %s", (slot["id"],))
     # A booked appointment beside the no-show on one slot is a double booking.
-    admin.execute("DROP INDEX appointments_one_holder_per_slot")
     admin.execute("ALTER TABLE appointments DROP CONSTRAINT appointments_slot_holder_key CASCADE")
     admin.execute(
         "INSERT INTO appointments (slot_id, patient_id, practitioner_id, status, start_time, end_time, booked_at) "

@@ -218,11 +218,23 @@ def test_upcoming_of_unknown_patient(api_conn, world):
 def test_two_booked_appointments_on_one_slot_are_impossible(admin, world):
     slot = make_slot(admin, world, START)
     book(admin, world.patient_user, slot["id"])
-    with sqlstate("23505"):
+    with sqlstate("23505") as refused:
         admin.execute(
             "INSERT INTO appointments (slot_id, patient_id, practitioner_id, start_time, end_time, booked_at) "
             "VALUES (%s, %s, %s, %s, %s, now())",
             (slot["id"], world.other_patient, world.practitioner, slot["start_time"], slot["end_time"]))
+    # One unique key holds the rule since 0021 (the partial unique index it replaced is gone).
+    assert refused.value.diag.constraint_name == "appointments_slot_holder_key"
+
+
+def test_each_slot_lookup_of_appointments_has_one_index(admin):
+    """0021: no two indexes of appointments answer the same slot_id question (each costs every write)."""
+    led_by_slot = admin.execute(
+        "SELECT indexrelid::regclass::text AS name FROM pg_index "
+        "WHERE indrelid = 'booking.appointments'::regclass "
+        "AND indkey[0] = (SELECT attnum FROM pg_attribute "
+        "                 WHERE attrelid = 'booking.appointments'::regclass AND attname = 'slot_id')").fetchall()
+    assert [row["name"] for row in led_by_slot] == ["appointments_slot_holder_key"]
 
 
 def test_slot_status_must_match_its_appointments_at_commit(admin, world):
