@@ -4,9 +4,9 @@
    number of simultaneous bookings exactly one wins and every other gets MBS01
    slot_unavailable. Only the holder of the claim inserts the appointment, so
    the unique key appointments_slot_holder_key (one holder per slot) is a
-   backstop that never fires in normal operation: no unique violation, no deadlock (one row
-   lock, taken after the practitioner's shared advisory lock), no serialization
-   failure at READ COMMITTED. */
+   backstop that never fires in normal operation: no unique violation, no
+   deadlock (one row lock, taken after the practitioner's shared advisory
+   lock), no serialization failure at READ COMMITTED. */
 CREATE OR REPLACE FUNCTION booking_api.book_slot(
     p_actor_user_id bigint,
     p_slot_id       bigint
