@@ -41,7 +41,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _outcomes(response: Response) -> Response:
         """Under /fhir/, every problem (whoever raised it) leaves as an OperationOutcome."""
-        path = request.path  # werkzeug computes it on every read
+        path = request.path  # one look-up through the request proxy instead of two
         if path.startswith(_UNDER_BASE) or path == BASE_PATH:
             return operation_outcome(response)
         return response
